@@ -1,0 +1,42 @@
+# make demo   create the venv, start the embedded PostgreSQL, materialize every asset
+# make test   run the test suite (it starts its own throwaway PostgreSQL)
+# make ui     Dagster UI + daemon on http://127.0.0.1:3000
+# make stop   stop the embedded PostgreSQL
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when the dependencies change, so a second `make demo` starts at once.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install demo ui test lint stop bench clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	@echo "[install] creating $(VENV) and installing refresh_assets with its dependencies"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/refresh-assets demo
+
+ui: install
+	$(BIN)/refresh-assets ui
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check refresh_assets tests benchmarks
+
+stop:
+	@if [ -x $(BIN)/refresh-assets ]; then $(BIN)/refresh-assets db stop; else echo "nothing installed; nothing to stop"; fi
+
+bench: install
+	$(BIN)/python benchmarks/bench_foundation.py
+
+clean: stop
+	rm -rf .refresh dbt_project/target dbt_project/logs

@@ -1,0 +1,8 @@
+{#- BI tools read `marts.*`: use the configured schema name as is, with no target prefix. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}
+        {{ target.schema }}
+    {%- else -%}
+        {{ custom_schema_name | trim }}
+    {%- endif -%}
+{%- endmacro %}

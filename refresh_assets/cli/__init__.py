@@ -1,0 +1,18 @@
+"""The `refresh-assets` command: one module per command group, each a thin shell over lib/."""
+
+import click
+
+from refresh_assets.cli.db import db
+from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Keep California cities' fiscal data fresh (Dagster + dbt on PostgreSQL)."""
+
+
+main.add_command(db)
+main.add_command(dbt)
+main.add_command(materialize)
+main.add_command(demo)
+main.add_command(ui)

