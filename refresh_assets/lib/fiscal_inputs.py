@@ -121,7 +121,10 @@ def read_fiscal_inputs_csv(path: Path) -> pd.DataFrame:
 
 def _describe(path: Path, rows: pd.Index, field: str, rule: str, values: pd.Series) -> list[str]:
     # Line numbers as an editor shows them: the header is line 1.
-    return [f"{path}: line {row + 2}, field {field}: {rule} (value {values[row]!r})" for row in rows]
+    def shown(value) -> str:
+        return "empty" if pd.isna(value) else f"value {value!r}"
+
+    return [f"{path}: line {row + 2}, field {field}: {rule} ({shown(values[row])})" for row in rows]
 
 
 def replace_bulk_import(conn, frame: pd.DataFrame, *, source_file: str, checksum: str) -> int:

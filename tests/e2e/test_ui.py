@@ -1,0 +1,67 @@
+"""The Dagster UI (webserver + daemon, as `make ui` starts it) serves the lineage graph."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.conftest import VENV_BIN, free_port
+
+pytestmark = pytest.mark.e2e
+
+ASSET_NODES = """
+{ assetNodes { assetKey { path } groupName dependencyKeys { path }
+               assetChecksOrError { ... on AssetChecks { checks { name } } } } }
+"""
+
+
+@pytest.fixture
+def ui_url(warehouse, dbt_manifest, tmp_path):
+    port = free_port()
+    log = (tmp_path / "ui.log").open("w")
+    # Its own process group, stopped by pid: `dagster dev` ignores signals sent any other way.
+    process = subprocess.Popen(
+        [str(VENV_BIN / "refresh-assets"), "ui", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (tmp_path / "ui.log").read_text()
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("the UI did not answer within 180 s:\n" + (tmp_path / "ui.log").read_text())
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_the_ui_shows_python_and_dbt_assets_in_one_graph_with_checks(ui_url):
+    deadline = time.monotonic() + 120
+    while True:  # the code location loads in the background after the server answers
+        answer = requests.post(f"{ui_url}/graphql", json={"query": ASSET_NODES}, timeout=30).json()
+        nodes = {"/".join(n["assetKey"]["path"]): n for n in answer["data"]["assetNodes"]}
+        if nodes or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    mart = nodes["marts/city_fiscal_years"]
+    staging = nodes["staging/stg_state_auditor__fiscal_inputs"]
+    assert [d["path"] for d in mart["dependencyKeys"]] == [["staging", "stg_state_auditor__fiscal_inputs"]]
+    assert [d["path"] for d in staging["dependencyKeys"]] == [["raw", "state_auditor_fiscal_inputs"]]
+    assert nodes["raw/state_auditor_fiscal_inputs"]["groupName"] == "ingestion"
+    checks = {c["name"] for c in mart["assetChecksOrError"]["checks"]}
+    assert "unique_city_fiscal_years_city_fiscal_year_id" in checks
