@@ -65,6 +65,16 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
     return elapsed, result.stdout
 
 
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Ctrl-C for `dagster dev` (it shuts its children down on SIGINT), then force."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def ui_start_times(clone: Path, env: dict[str, str]) -> tuple[float, float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -91,8 +101,7 @@ def ui_start_times(clone: Path, env: dict[str, str]) -> tuple[float, float]:
                 pass
             time.sleep(0.25)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=60)
+        stop_process_group(process)
     if listed is None:
         sys.exit("the UI did not list the assets within 300 s")
     return answered, listed

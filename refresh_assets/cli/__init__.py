@@ -3,6 +3,7 @@
 import click
 
 from refresh_assets.cli.db import db
+from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
 
 
@@ -16,3 +17,6 @@ main.add_command(dbt)
 main.add_command(materialize)
 main.add_command(demo)
 main.add_command(ui)
+main.add_command(enter)
+main.add_command(validate)
+main.add_command(entry_schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,10 +11,11 @@ from pathlib import Path
 import click
 
 from refresh_assets.cli.common import export_environment, settings_or_exit, step
+from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
 from refresh_assets.lib.database import MARTS_SCHEMA, table_row_counts
 from refresh_assets.lib.embedded_postgres import find_server_binaries
 from refresh_assets.lib.runtime import ensure_database
-from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR
+from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
 
 MAIN_JOB = "refresh_all"
 
@@ -38,17 +40,36 @@ def _prepare_dbt() -> None:
     )
 
 
-def _run_main_job() -> None:
+def _register_cities(settings: Settings) -> list[str]:
+    """Adds every city with data to the instance's city partitions; returns all of them."""
+    from dagster import DagsterInstance  # the instance only; the CLI never loads defs/
+
+    with DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(CITY_PARTITIONS))
+        missing = [k for k in city_keys_with_data(settings.entries_dir) if k not in known]
+        instance.add_dynamic_partitions(CITY_PARTITIONS, missing)
+        return list(instance.get_dynamic_partitions(CITY_PARTITIONS))
+
+
+def _run_main_job(settings: Settings) -> None:
+    cities = _register_cities(settings)
+    click.echo(f"      {len(cities)} city partitions, refreshed in one run")
+    # Every city partition in one run (the partitioned assets have single-run backfill
+    # policies), then the dbt models on top.
+    tags = {"dagster/asset_partition_range_start": cities[0],
+            "dagster/asset_partition_range_end": cities[-1],
+            "refresh/trigger": "manual"}
     _run(
         [_venv_program("dagster"), "job", "execute", "-m", "refresh_assets.definitions",
-         "-j", MAIN_JOB],
+         "-j", MAIN_JOB, "--tags", json.dumps(tags)],
         f"the {MAIN_JOB} job failed; its run is in the Dagster UI (make ui)",
     )
 
 
-def _ready_environment() -> None:
+def _ready_environment() -> Settings:
     settings = settings_or_exit()
     export_environment(settings, ensure_database(settings).address)
+    return settings
 
 
 @click.group()
@@ -69,11 +90,11 @@ def prepare() -> None:
 def materialize() -> None:
     """Run the main job (every asset) on the Dagster instance."""
     with step(1, 3, "database"):
-        _ready_environment()
+        settings = _ready_environment()
     with step(2, 3, "dbt manifest"):
         _prepare_dbt()
     with step(3, 3, f"materialize every asset (job {MAIN_JOB})"):
-        _run_main_job()
+        _run_main_job(settings)
 
 
 @click.command()
@@ -87,7 +108,7 @@ def demo() -> None:
     with step(2, 4, "dbt manifest"):
         _prepare_dbt()
     with step(3, 4, f"materialize every asset (job {MAIN_JOB})"):
-        _run_main_job()
+        _run_main_job(settings)
     with step(4, 4, "summary"):
         counts = table_row_counts(ready.address, MARTS_SCHEMA)
         for table, rows in counts.items():

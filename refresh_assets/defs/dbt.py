@@ -4,7 +4,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    dbt_assets,
+)
 
 from refresh_assets.defs.dbt_project import dbt_project
 
@@ -16,16 +21,24 @@ class MissingManifestError(RuntimeError):
 class RefreshDbtTranslator(DagsterDbtTranslator):
     """Keys are `[schema, name]`, as the tables are named in the warehouse (`marts/city_fiscal_years`);
     sources keep `[source, table]` so `raw/...` meets the Python asset that writes it.
-    Models are grouped by their schema."""
+    Models are grouped by their schema and rebuilt by declarative automation."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+            # [source, table], or the key named in the source's `meta.dagster.asset_key`.
+            return super().get_asset_key(dbt_resource_props)
         name = dbt_resource_props.get("alias") or dbt_resource_props["name"]
         return dg.AssetKey([dbt_resource_props["schema"], name])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return dbt_resource_props.get("schema")
+
+    def get_automation_condition(
+        self, dbt_resource_props: Mapping[str, Any]
+    ) -> dg.AutomationCondition | None:
+        # Rebuild after any upstream update (a city's refresh), but never on data whose
+        # blocking checks failed: those stay on the last valid build.
+        return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
 if not dbt_project.manifest_path.exists():
@@ -38,7 +51,10 @@ if not dbt_project.manifest_path.exists():
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
-    dagster_dbt_translator=RefreshDbtTranslator(),
+    dagster_dbt_translator=RefreshDbtTranslator(
+        # ops.validation_results maps to the asset that writes it, beside another source.
+        settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
+    ),
 )
 def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Builds (runs and tests) the selected dbt models; tests report as asset checks."""

@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 
 from refresh_assets.defs.dbt_project import dbt_project
 from refresh_assets.lib.database import ServerAddress, warehouse_connection
+from refresh_assets.settings import DATA_DIR
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -38,6 +39,13 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
 
 
+class SourceFilesResource(dg.ConfigurableResource):
+    """Where the figures come from: operator entry files and the published bulk data set."""
+
+    entries_dir: str
+    bulk_import_csv: str = str(DATA_DIR / "ca_city_fiscal_inputs.csv")
+
+
 def _dbt_executable() -> str:
     # The venv's dbt, so an unactivated venv (make, the daemon) still finds it.
     beside_python = Path(sys.executable).parent / "dbt"
@@ -53,5 +61,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             password=dg.EnvVar("REFRESH_DB_PASSWORD"),
             database=dg.EnvVar("REFRESH_DB_WAREHOUSE"),
         ),
+        "source_files": SourceFilesResource(entries_dir=dg.EnvVar("REFRESH_ENTRIES_DIR")),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
     }

@@ -8,14 +8,10 @@ the scores can round exactly as the State Auditor did.
 from __future__ import annotations
 
 import hashlib
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from psycopg2 import sql
-
-from refresh_assets.lib.database import RAW_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -61,8 +57,6 @@ FIELDS: tuple[Field, ...] = (
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
-BULK_IMPORT_TABLE = "state_auditor_fiscal_inputs"
-LINEAGE_COLUMNS = ("source_file", "source_checksum", "source_row", "loaded_at")
 
 
 class FiscalInputsError(ValueError):
@@ -127,38 +121,20 @@ def _describe(path: Path, rows: pd.Index, field: str, rule: str, values: pd.Seri
     return [f"{path}: line {row + 2}, field {field}: {rule} ({shown(values[row])})" for row in rows]
 
 
-def replace_bulk_import(conn, frame: pd.DataFrame, *, source_file: str, checksum: str) -> int:
-    """Replaces the bulk-import table's rows with `frame`, in the caller's transaction.
+BULK_DOCUMENT_TITLE = (
+    "California State Auditor, Local High-Risk dashboard inputs (cities' audited financial "
+    "reports; pension figures from CalPERS)"
+)
 
-    The table is replaced whole so a re-import is idempotent; on any error the caller's
-    transaction rolls back and the rows already stored stay as they were.
-    """
-    table = sql.Identifier(RAW_SCHEMA, BULK_IMPORT_TABLE)
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(f.sql_type)) for f in FIELDS
+
+def bulk_rows_as_versions(frame: pd.DataFrame, source_name: str) -> pd.DataFrame:
+    """Published rows as entry versions: one source per city-year, checksummed by content
+    (vectorised), so a re-import of unchanged rows adds nothing."""
+    row_hashes = pd.util.hash_pandas_object(frame[list(FIELD_NAMES)], index=False)
+    return frame.assign(
+        source_kind="bulk_import",
+        source_path=source_name + "#" + frame["city"] + "/" + frame["fiscal_year"].astype(str),
+        source_checksum=row_hashes.map("{:016x}".format),
+        document_title=BULK_DOCUMENT_TITLE,
+        entered_by="bulk import",
     )
-    with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL(
-                "create table if not exists {} ({}, source_file text not null,"
-                " source_checksum text not null, source_row integer not null,"
-                " loaded_at timestamptz not null default now())"
-            ).format(table, columns)
-        )
-        cur.execute(sql.SQL("delete from {}").format(table))
-        payload = frame.assign(
-            source_file=source_file, source_checksum=checksum, source_row=frame.index + 2
-        )
-        buffer = io.StringIO()
-        payload.to_csv(buffer, index=False, header=False)
-        buffer.seek(0)
-        copy_columns = sql.SQL(", ").join(
-            sql.Identifier(c) for c in (*FIELD_NAMES, "source_file", "source_checksum", "source_row")
-        )
-        cur.copy_expert(
-            sql.SQL("copy {} ({}) from stdin with (format csv)")
-            .format(table, copy_columns)
-            .as_string(conn),
-            buffer,
-        )
-        return cur.rowcount

@@ -39,7 +39,8 @@ def ensure_database(settings: Settings) -> DatabaseReady:
     """Starts the embedded server if it is the one in use, then creates databases and schemas."""
     if settings.database_url:
         address = ServerAddress.from_url(settings.database_url)
-        what = f"using the server of REFRESH_DATABASE_URL ({address.url(hide_password=True)}); nothing started"
+        shown = address.url(hide_password=True)
+        what = f"using the server of REFRESH_DATABASE_URL ({shown}); nothing started"
     else:
         server = embedded_server(settings)
         what = f"embedded PostgreSQL: {server.start()}"
@@ -56,6 +57,7 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         **address.environment(),
         "DAGSTER_HOME": str(PROJECT_DIR),
         "REFRESH_DAGSTER_STORAGE": str(settings.dagster_storage_dir),
+        "REFRESH_ENTRIES_DIR": str(settings.entries_dir),
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }

@@ -42,11 +42,12 @@ def ui_url(warehouse, dbt_manifest, tmp_path):
             pytest.fail("the UI did not answer within 180 s:\n" + (tmp_path / "ui.log").read_text())
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: dagster dev stops its children
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
 
 
@@ -59,9 +60,14 @@ def test_the_ui_shows_python_and_dbt_assets_in_one_graph_with_checks(ui_url):
             break
         time.sleep(2)
     mart = nodes["marts/city_fiscal_years"]
-    staging = nodes["staging/stg_state_auditor__fiscal_inputs"]
-    assert [d["path"] for d in mart["dependencyKeys"]] == [["staging", "stg_state_auditor__fiscal_inputs"]]
-    assert [d["path"] for d in staging["dependencyKeys"]] == [["raw", "state_auditor_fiscal_inputs"]]
-    assert nodes["raw/state_auditor_fiscal_inputs"]["groupName"] == "ingestion"
+    staging = nodes["staging/stg_analytics__validated_fiscal_data"]
+    validated = nodes["analytics/validated_fiscal_data"]
+    assert [d["path"] for d in mart["dependencyKeys"]] == [
+        ["staging", "stg_analytics__validated_fiscal_data"]]
+    assert [d["path"] for d in staging["dependencyKeys"]] == [["analytics", "validated_fiscal_data"]]
+    assert [d["path"] for d in validated["dependencyKeys"]] == [["raw", "fiscal_entries"]]
+    assert nodes["raw/fiscal_entries"]["groupName"] == "ingestion"
+    assert {c["name"] for c in validated["assetChecksOrError"]["checks"]} == {
+        "no_validation_errors"}
     checks = {c["name"] for c in mart["assetChecksOrError"]["checks"]}
     assert "unique_city_fiscal_years_city_fiscal_year_id" in checks

@@ -5,9 +5,11 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-RAW = dg.AssetKey(["raw", "state_auditor_fiscal_inputs"])
-STAGING = dg.AssetKey(["staging", "stg_state_auditor__fiscal_inputs"])
+RAW = dg.AssetKey(["raw", "fiscal_entries"])
+VALIDATED = dg.AssetKey(["analytics", "validated_fiscal_data"])
+STAGING = dg.AssetKey(["staging", "stg_analytics__validated_fiscal_data"])
 MART = dg.AssetKey(["marts", "city_fiscal_years"])
+CHANGES = dg.AssetKey(["marts", "fiscal_entry_changes"])
 
 
 @pytest.fixture(scope="module")
@@ -17,24 +19,32 @@ def defs(dbt_manifest):
     return defs
 
 
-def test_one_lineage_from_python_to_the_mart(defs):
+def test_one_lineage_from_python_to_the_marts(defs):
     graph = defs.resolve_asset_graph()
-    assert {RAW, STAGING, MART} <= set(graph.get_all_asset_keys())
+    assert {RAW, VALIDATED, STAGING, MART, CHANGES} <= set(graph.get_all_asset_keys())
     assert graph.get(MART).parent_keys == {STAGING}
-    assert graph.get(STAGING).parent_keys == {RAW}
-    # The raw table is the Python asset itself, not a separate dbt source node.
-    assert graph.get(RAW).is_materializable
+    assert graph.get(STAGING).parent_keys == {VALIDATED}
+    assert graph.get(VALIDATED).parent_keys == {RAW}
+    # ops.validation_results is written by the validation asset: no node of its own.
+    issues = graph.get(dg.AssetKey(["staging", "stg_ops__validation_results"]))
+    assert issues.parent_keys == {VALIDATED}
     assert graph.get(RAW).group_name == "ingestion"
     assert graph.get(MART).group_name == "marts"
+    assert graph.get(RAW).partitions_def == graph.get(VALIDATED).partitions_def
 
 
-def test_dbt_tests_are_asset_checks(defs):
-    check_keys = defs.resolve_asset_graph().asset_check_keys
-    on_mart = {key.name for key in check_keys if key.asset_key == MART}
+def test_checks_block_and_dbt_tests_are_checks(defs):
+    graph = defs.resolve_asset_graph()
+    blocking = {key.name for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    assert {"entry_files_well_formed", "no_validation_errors"} <= blocking
+    on_mart = {key.name for key in graph.asset_check_keys if key.asset_key == MART}
     assert {"unique_city_fiscal_years_city_fiscal_year_id",
             "not_null_city_fiscal_years_city"} <= on_mart
 
 
-def test_the_main_job_selects_every_asset(defs):
-    job = defs.resolve_job_def("refresh_all")
-    assert {RAW, STAGING, MART} <= set(job.asset_layer.executable_asset_keys)
+def test_jobs_and_the_sensor(defs):
+    assert {RAW, VALIDATED, MART} <= set(
+        defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys)
+    assert set(defs.resolve_job_def("refresh_city").asset_layer.executable_asset_keys) == {
+        RAW, VALIDATED}
+    assert defs.resolve_sensor_def("entry_files_sensor").job_name == "refresh_city"

@@ -42,7 +42,7 @@ def test_start_is_idempotent_and_the_url_connects(own_cluster_env):
     assert f"127.0.0.1:{env['REFRESH_PG_PORT']}" in status.stdout
 
     url = run_cli("db", "url", env=env).stdout.strip()
-    assert url.startswith(f"postgresql://refresh:") and url.endswith(
+    assert url.startswith("postgresql://refresh:") and url.endswith(
         f"@127.0.0.1:{env['REFRESH_PG_PORT']}/warehouse")
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("select schema_name from information_schema.schemata")

@@ -1,0 +1,80 @@
+"""Ingestion: entry files and the bulk data set, appended to `raw.fiscal_entries` per city."""
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from refresh_assets.defs.partitions import city_partitions
+from refresh_assets.defs.resources import SourceFilesResource, WarehouseResource
+from refresh_assets.lib.cities import city_key
+from refresh_assets.lib.entries import check_entry_files, entries_to_frame, find_entry_files
+from refresh_assets.lib.fiscal_inputs import bulk_rows_as_versions, read_fiscal_inputs_csv
+from refresh_assets.lib.fiscal_store import append_entry_versions, ensure_tables
+
+RAW_FISCAL_ENTRIES = dg.AssetKey(["raw", "fiscal_entries"])
+WELL_FORMED = "entry_files_well_formed"
+
+
+def problems_table(rows: list[dict], limit: int = 50) -> dg.MarkdownMetadataValue:
+    if not rows:
+        return dg.MetadataValue.md("none")
+    frame = pd.DataFrame(rows).head(limit)
+    more = f"\n\n... and {len(rows) - limit} more" if len(rows) > limit else ""
+    return dg.MetadataValue.md(frame.to_markdown(index=False) + more)
+
+
+@dg.asset(
+    key=RAW_FISCAL_ENTRIES,
+    group_name="ingestion",
+    kinds={"python", "postgres"},
+    partitions_def=city_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec(WELL_FORMED, asset=RAW_FISCAL_ENTRIES, blocking=True,
+                                   description="Every entry file of the city parses and is "
+                                               "where it says it is.")],
+    description=(
+        "Every version of every figure: the city's entry files and its rows of the published "
+        "data set, appended (never updated) to raw.fiscal_entries. An unchanged submission "
+        "adds nothing; a malformed file adds nothing and fails the blocking check."
+    ),
+)
+def fiscal_entries(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    source_files: SourceFilesResource,
+):
+    cities = list(context.partition_keys)
+    bulk_path = Path(source_files.bulk_import_csv)
+    bulk = read_fiscal_inputs_csv(bulk_path)
+    bulk = bulk_rows_as_versions(bulk[bulk["city"].map(city_key).isin(cities)], bulk_path.name)
+
+    entries_dir = Path(source_files.entries_dir)
+    paths = [p for city in cities for p in find_entry_files(entries_dir / city)]
+    parsed, problems = check_entry_files(paths, entries_dir)
+    incoming = pd.concat([bulk, entries_to_frame(parsed)], ignore_index=True)
+
+    with warehouse.connection() as conn:
+        ensure_tables(conn)
+        added = append_entry_versions(conn, incoming)
+    for problem in problems:
+        context.log.error(str(problem))
+
+    yield dg.MaterializeResult(
+        metadata={
+            "cities": len(cities),
+            "versions_added": len(added),
+            "versions_added_by_source": added["source_kind"].value_counts().to_dict(),
+            "entry_files_read": len(paths),
+            "entry_files_rejected": len({p.file for p in problems}),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name=WELL_FORMED,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "problems": len(problems),
+            "details": problems_table([p.__dict__ for p in problems]),
+        },
+    )

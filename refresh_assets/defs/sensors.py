@@ -1,0 +1,49 @@
+"""Sensors: new or changed entry files start a refresh of their city alone."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from refresh_assets.defs.entries import fiscal_entries
+from refresh_assets.defs.partitions import city_partitions
+from refresh_assets.defs.resources import SourceFilesResource
+from refresh_assets.defs.validation import validated_fiscal_data
+from refresh_assets.lib.entry_watch import scan_entries
+
+TRIGGER_TAG = "refresh/trigger"
+
+refresh_city_job = dg.define_asset_job(
+    name="refresh_city",
+    selection=dg.AssetSelection.assets(fiscal_entries, validated_fiscal_data),
+    partitions_def=city_partitions,
+    description="Ingest and validate one city's figures (downstream follows by automation).",
+)
+
+
+@dg.sensor(job=refresh_city_job, minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: SourceFilesResource):
+    """Watches the entries folder; one run per city whose files are new or changed."""
+    changes = scan_entries(Path(source_files.entries_dir), context.cursor)
+    for path in changes.deleted:
+        context.log.warning(
+            f"{path} was deleted; the versions already ingested stay in raw.fiscal_entries"
+        )
+    known = set(context.instance.get_dynamic_partitions(city_partitions.name))
+    new_cities = sorted(set(changes.changed_by_city) - known - {""})
+    for path in changes.changed_by_city.get("", []):
+        context.log.error(f"{path}: entry files belong in a city folder, e.g. vallejo/2019.yaml")
+    run_requests = [
+        dg.RunRequest(
+            partition_key=city,
+            run_key=f"{city}:{changes.fingerprint(city)}",
+            tags={TRIGGER_TAG: "sensor", "refresh/changed_files": ", ".join(sorted(paths))[:1000]},
+        )
+        for city, paths in sorted(changes.changed_by_city.items()) if city
+    ]
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[city_partitions.build_add_request(new_cities)]
+        if new_cities else [],
+        cursor=changes.cursor,
+    )

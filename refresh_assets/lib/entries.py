@@ -1,0 +1,320 @@
+"""Entry files: the figures an operator transcribes, one YAML file per city and fiscal year.
+
+The schema below (pydantic) is the one the CLI writes and checks and the pipeline
+ingests; `entries/entry.schema.json` is generated from it for editors. A file lives at
+`<entries>/<city key>/<fiscal year>.yaml`, e.g. `entries/vallejo/2019.yaml`:
+
+    city: Vallejo
+    fiscal_year: 2019
+    source:
+      title: City of Vallejo Comprehensive Annual Financial Report FY2018-19
+      url: https://example.org/vallejo-cafr-2019.pdf     # optional
+      pages: {gf_revenues: 34}                            # optional: figure -> page
+    entered_by: jane.doe
+    entered_at: 2026-11-20T10:15:00Z
+    notes: optional free text
+    figures:                     # or the same keys at the top level
+      population: 121692
+      gf_revenues: 107234000
+      ...
+
+Figures use the data dictionary's field names (`fiscal_inputs.FIELDS`); any may be left
+out. Checks here are about form (YAML, names, types, location); the rules about values
+are in `validation.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    create_model,
+    model_validator,
+)
+
+from refresh_assets.lib.cities import CITY_LIST, city_key, closest_city, known_cities
+from refresh_assets.lib.fiscal_inputs import FIELDS, read_fiscal_inputs_csv
+
+IDENTITY_FIELDS = ("city", "county", "fiscal_year")
+FIGURE_FIELDS = tuple(f for f in FIELDS if f.name not in IDENTITY_FIELDS)
+FIGURE_NAMES = tuple(f.name for f in FIGURE_FIELDS)
+ENTRY_FILE_SUFFIXES = (".yaml", ".yml")
+SCHEMA_FILE_NAME = "entry.schema.json"
+
+Figures = create_model(
+    "Figures",
+    __config__=ConfigDict(extra="forbid"),
+    **{
+        f.name: (int | None if f.sql_type == "integer" else Decimal | None,
+                 Field(default=None, description=f.meaning))
+        for f in FIGURE_FIELDS
+    },
+)
+
+
+class SourceDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, description="The document the figures come from.")
+    url: HttpUrl | None = Field(default=None, description="Where the document is published.")
+    pages: dict[str, int] = Field(default_factory=dict,
+                                  description="Page of the document for each figure, where known.")
+
+    @model_validator(mode="after")
+    def pages_name_figures(self) -> SourceDocument:
+        unknown = [name for name in self.pages if name not in FIGURE_NAMES]
+        if unknown:
+            raise ValueError(f"pages names unknown figures: {', '.join(unknown)}")
+        return self
+
+
+class EntryFile(BaseModel):
+    """One city's figures for one fiscal year, as transcribed by an operator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    city: str = Field(min_length=1, description="City name as the State Auditor spells it.")
+    fiscal_year: int = Field(description="Year the fiscal year ends (FY2018-19 is 2019).")
+    county: str | None = Field(default=None, description="County, without the word County.")
+    source: SourceDocument
+    entered_by: str = Field(min_length=1, description="Who transcribed the figures.")
+    entered_at: datetime = Field(description="When (ISO 8601).")
+    notes: str | None = None
+    figures: Figures = Field(default_factory=Figures)  # type: ignore[valid-type]
+
+    @model_validator(mode="before")
+    @classmethod
+    def collect_top_level_figures(cls, data: Any) -> Any:
+        """Figures may sit at the top level or under `figures:`; both mean the same."""
+        if not isinstance(data, dict):
+            return data
+        top_level = {k: data[k] for k in data if k in FIGURE_NAMES}
+        if not top_level:
+            return data
+        rest = {k: v for k, v in data.items() if k not in top_level}
+        nested = rest.get("figures") or {}
+        if not isinstance(nested, dict):
+            return data
+        both = sorted(set(top_level) & set(nested))
+        if both:
+            raise ValueError(f"given both at the top level and under figures: {', '.join(both)}")
+        rest["figures"] = {**nested, **top_level}
+        return rest
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an entry: where, which field, which rule, and what was found."""
+
+    file: str
+    field: str
+    rule: str
+    message: str
+    value: str = ""
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        shown = f" (value: {self.value})" if self.value else ""
+        return f"{self.file}: {self.severity}: field {self.field}: {self.rule}: {self.message}{shown}"
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    path: Path
+    relative_path: str
+    checksum: str
+    entry: EntryFile
+
+
+def _known_names_for(location: tuple) -> list[str]:
+    if location[:1] == ("figures",):
+        return list(FIGURE_NAMES)
+    if location[:1] == ("source",):
+        return list(SourceDocument.model_fields)
+    return [*EntryFile.model_fields, *FIGURE_NAMES]
+
+
+def _problems_from(error: ValidationError, file: str) -> list[Problem]:
+    problems = []
+    for detail in error.errors():
+        location = tuple(str(part) for part in detail["loc"])
+        field = ".".join(location) or "(file)"
+        value = "" if detail["type"] == "missing" else repr(detail.get("input"))[:80]
+        if detail["type"] == "extra_forbidden":
+            near = difflib.get_close_matches(location[-1], _known_names_for(location[:-1]), n=1)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            problems.append(Problem(file, field, "known_field", f"unknown field{hint}"))
+        elif detail["type"] == "missing":
+            problems.append(Problem(file, field, "required", "is required"))
+        else:
+            message = detail["msg"].removeprefix("Value error, ")
+            problems.append(Problem(file, field, f"type:{detail['type']}", message, value))
+    return problems
+
+
+def parse_entry_file(path: Path, entries_dir: Path | None = None) -> ParsedEntry | list[Problem]:
+    """Reads one entry file; returns the entry, or every problem of form found in it."""
+    relative = str(path.relative_to(entries_dir)) if entries_dir else str(path)
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        return [Problem(relative, "(file)", "readable", f"cannot read the file: {exc.strerror}")]
+    try:
+        data = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        return [Problem(relative, "(file)", "yaml_syntax", f"not valid YAML{where}: {reason}")]
+    if not isinstance(data, dict):
+        return [Problem(relative, "(file)", "yaml_structure",
+                        "must be a mapping of field names to values")]
+    try:
+        entry = EntryFile.model_validate(data)
+    except ValidationError as exc:
+        return _problems_from(exc, relative)
+    problems = _identity_problems(entry, path, relative)
+    if problems:
+        return problems
+    return ParsedEntry(path, relative, hashlib.sha256(content).hexdigest(), entry)
+
+
+def _identity_problems(entry: EntryFile, path: Path, relative: str) -> list[Problem]:
+    if city_key(entry.city) not in known_cities():
+        near = closest_city(entry.city)
+        hint = f"; did you mean {near}?" if near else ""
+        return [Problem(relative, "city", "known_city",
+                        f"no California city of that name in the city list{hint}", entry.city)]
+    expected = Path(city_key(entry.city)) / f"{entry.fiscal_year}{path.suffix}"
+    if Path(*path.parts[-2:]) != expected:
+        return [Problem(relative, "(file)", "file_location",
+                        f"an entry for {entry.city} {entry.fiscal_year} belongs at {expected}")]
+    return []
+
+
+def find_entry_files(entries_dir: Path) -> list[Path]:
+    """Every entry file below `entries_dir`, in a stable order."""
+    if not entries_dir.is_dir():
+        return []
+    return sorted(p for p in entries_dir.rglob("*") if p.suffix in ENTRY_FILE_SUFFIXES
+                  and p.is_file())
+
+
+def check_entry_files(paths: list[Path], entries_dir: Path | None = None
+                      ) -> tuple[list[ParsedEntry], list[Problem]]:
+    """Parses files; also refuses two files for the same city and fiscal year."""
+    parsed: list[ParsedEntry] = []
+    problems: list[Problem] = []
+    for path in paths:
+        result = parse_entry_file(path, entries_dir)
+        if isinstance(result, ParsedEntry):
+            parsed.append(result)
+        else:
+            problems.extend(result)
+    by_city_year: dict[tuple[str, int], list[ParsedEntry]] = {}
+    for item in parsed:
+        by_city_year.setdefault((city_key(item.entry.city), item.entry.fiscal_year), []).append(item)
+    duplicated = {id(i) for group in by_city_year.values() if len(group) > 1 for i in group}
+    for group in by_city_year.values():
+        if len(group) > 1:
+            names = ", ".join(i.relative_path for i in group)
+            problems.extend(
+                Problem(i.relative_path, "(file)", "one_file_per_city_year",
+                        f"{i.entry.city} {i.entry.fiscal_year} is entered in several files: {names}")
+                for i in group
+            )
+    return [i for i in parsed if id(i) not in duplicated], problems
+
+
+def entries_to_frame(parsed: list[ParsedEntry]) -> pd.DataFrame:
+    """Entry files as rows of the raw table (figures as the operator wrote them)."""
+    records = []
+    for item in parsed:
+        entry = item.entry
+        official = known_cities()[city_key(entry.city)]
+        records.append({
+            "city": official,
+            "county": entry.county,
+            "fiscal_year": entry.fiscal_year,
+            **entry.figures.model_dump(),
+            "source_kind": "entry_file",
+            "source_path": item.relative_path,
+            "source_checksum": item.checksum,
+            "document_title": entry.source.title,
+            "document_url": str(entry.source.url) if entry.source.url else None,
+            "document_pages": json.dumps(entry.source.pages) if entry.source.pages else None,
+            "entered_by": entry.entered_by,
+            "entered_at": entry.entered_at.isoformat(),
+            "notes": entry.notes,
+        })
+    return pd.DataFrame.from_records(records)
+
+
+def entry_document(entry: EntryFile) -> dict[str, Any]:
+    """The entry as YAML-ready data: figures in data-dictionary order, empty ones left out."""
+    document = entry.model_dump(mode="json", exclude_none=True)
+    if not document["source"]["pages"]:
+        del document["source"]["pages"]
+    figures = entry.figures.model_dump(exclude_none=True)
+    document["figures"] = {
+        name: int(value) if isinstance(value, int) or value == value.to_integral_value()
+        else float(value)
+        for name, value in ((n, figures[n]) for n in FIGURE_NAMES if n in figures)
+    }
+    return document
+
+
+def write_entry_file(entries_dir: Path, entry: EntryFile) -> Path:
+    path = entries_dir / city_key(entry.city) / f"{entry.fiscal_year}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Editors with a YAML language server check the file as it is typed.
+    header = f"# yaml-language-server: $schema=../{SCHEMA_FILE_NAME}\n"
+    path.write_text(header + yaml.safe_dump(entry_document(entry), sort_keys=False,
+                                            allow_unicode=True))
+    return path
+
+
+def entry_json_schema() -> str:
+    return json.dumps(EntryFile.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def known_figures(entries_dir: Path, city: str, fiscal_year: int) -> dict[str, Any]:
+    """A city-year's figures as last known: its entry file if any, else the published data."""
+    path = entries_dir / city_key(city) / f"{fiscal_year}.yaml"
+    if path.exists():
+        parsed = parse_entry_file(path, entries_dir)
+        if isinstance(parsed, ParsedEntry):
+            return parsed.entry.figures.model_dump(exclude_none=True)
+    published = published_figures()
+    row = published[(published["city"] == city) & (published["fiscal_year"] == fiscal_year)]
+    if row.empty:
+        return {}
+    return {k: v for k, v in row.iloc[0][list(FIGURE_NAMES)].items() if pd.notna(v)}
+
+
+@cache
+def published_figures() -> pd.DataFrame:
+    return read_fiscal_inputs_csv(CITY_LIST)
+
+
+def versions_for_checking(parsed: list[ParsedEntry]) -> pd.DataFrame:
+    """Entry files as versions the validation rules take (numbered in the order given)."""
+    frame = entries_to_frame(parsed)
+    if not frame.empty:
+        frame["entry_version"] = range(1, len(frame) + 1)
+    return frame

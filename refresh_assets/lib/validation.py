@@ -1,0 +1,204 @@
+"""Rules about fiscal figures, as an auditor would check them, vectorised over all versions.
+
+Input: entry versions as rows (data-dictionary fields plus `entry_version`,
+`source_kind`, `source_path`). Output: one row per issue with the rule, its severity
+(`error` blocks, `warning` is shown, `info` records a fact such as a restatement), the
+value and a message. A rule that real audited data can legitimately break is a warning:
+the shipped data set validates with zero errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from refresh_assets.lib.fiscal_inputs import FIELDS
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+ISSUE_COLUMNS = ["city", "fiscal_year", "entry_version", "source_path", "field", "rule",
+                 "severity", "value", "message"]
+KEY = ["city", "fiscal_year"]
+
+AMOUNT_FIELDS = tuple(f.name for f in FIELDS if f.sql_type == "numeric"
+                      and f.name != "opeb_funded_ratio")
+# Cannot be negative in audited statements. Fund balance, net pension liability (a net
+# asset) and net OPEB liability legitimately can; GF cash has its own warning.
+NON_NEGATIVE = (
+    "gf_revenues", "gf_revenues_prior_year", "gf_revenues_two_years_prior",
+    "gf_expenditures_and_transfers_out", "gf_liabilities", "long_term_obligations_excl_retirement",
+    "government_wide_revenues", "pension_related_debt", "pension_plan_assets",
+    "total_pension_liability", "pension_contribution_required", "pension_contribution_projected",
+)
+# What an operator must transcribe for the scores to mean anything.
+REQUIRED_FOR_ENTRIES = (
+    "population", "gf_revenues", "gf_expenditures_and_transfers_out",
+    "gf_unrestricted_fund_balance", "government_wide_revenues",
+)
+# (this year's column, column in the same entry for the year before, ... two years before)
+PRIOR_YEAR_COLUMNS = {
+    "gf_revenues": ("gf_revenues_prior_year", "gf_revenues_two_years_prior"),
+    "gf_unrestricted_fund_balance": ("gf_unrestricted_fund_balance_prior_year",
+                                     "gf_unrestricted_fund_balance_two_years_prior"),
+}
+YEAR_OVER_YEAR_FIELDS = ("gf_revenues", "gf_expenditures_and_transfers_out",
+                         "government_wide_revenues")
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """Thresholds of the rules; the defaults are documented in README.md."""
+
+    today: date = field(default_factory=date.today)
+    year_over_year_jump: float = 0.5  # warn beyond +/-50% from the year before
+    per_capita_gf_revenue: tuple[float, float] = (100.0, 20_000.0)  # USD per resident
+    large_amount: float = 50e9  # warn: larger than any city's budget, but LA's pension
+    # liability is $57.6B
+    implausible_amount: float = 500e9  # error: beyond the whole State's budget
+    funded_ratio_high: float = 1.5
+
+
+def numeric_view(versions: pd.DataFrame) -> pd.DataFrame:
+    """Figures as floats for the rules (the stored values stay exact); a figure absent from
+    the frame counts as not reported."""
+    missing = [f.name for f in FIELDS if f.name not in versions.columns]
+    numbers = versions.assign(**dict.fromkeys(missing, np.nan))
+    for name in (*AMOUNT_FIELDS, "opeb_funded_ratio", "population", "fiscal_year"):
+        numbers[name] = pd.to_numeric(numbers[name], errors="coerce").astype(float)
+    return numbers
+
+
+def _issues(rows: pd.DataFrame, field_name: str, rule: str, severity: str,
+            message: str | pd.Series, value: pd.Series | None = None) -> pd.DataFrame:
+    if rows.empty:
+        return pd.DataFrame(columns=ISSUE_COLUMNS)
+    shown = rows[field_name] if value is None else value
+    return pd.DataFrame({
+        "city": rows["city"], "fiscal_year": rows["fiscal_year"].astype(int),
+        "entry_version": rows["entry_version"], "source_path": rows["source_path"],
+        "field": field_name, "rule": rule, "severity": severity,
+        "value": shown.map(_format_value), "message": message,
+    })
+
+
+def _format_value(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, (int, float)) else str(value)
+
+
+def _latest_per_city_year(numbers: pd.DataFrame) -> pd.DataFrame:
+    return numbers.sort_values("entry_version").drop_duplicates(KEY, keep="last")
+
+
+def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = None
+                      ) -> pd.DataFrame:
+    """Every issue of every version given; empty when all is well."""
+    policy = policy or ValidationPolicy()
+    if versions.empty:
+        return pd.DataFrame(columns=ISSUE_COLUMNS)
+    v = numeric_view(versions)
+    found: list[pd.DataFrame] = []
+
+    entries = v[v["source_kind"] == "entry_file"]
+    for name in REQUIRED_FOR_ENTRIES:
+        found.append(_issues(entries[entries[name].isna()], name, "required", ERROR,
+                             "an operator entry must report this figure"))
+    for name in NON_NEGATIVE:
+        found.append(_issues(v[v[name] < 0], name, "non_negative", ERROR,
+                             "cannot be negative in audited statements"))
+    found.append(_issues(v[v["population"] <= 0], "population", "positive_population", ERROR,
+                         "a city has at least one resident"))
+    found.append(_issues(v[v["gf_cash_and_investments"] < 0], "gf_cash_and_investments",
+                         "overdrawn_cash", WARNING,
+                         "negative general fund cash (overdrawn share of pooled cash)"))
+
+    amounts = v[list(AMOUNT_FIELDS)].abs()
+    for name in AMOUNT_FIELDS:
+        implausible = amounts[name] > policy.implausible_amount
+        large = (amounts[name] > policy.large_amount) & ~implausible
+        found.append(_issues(v[implausible], name, "implausible_amount", ERROR,
+                             f"over ${policy.implausible_amount / 1e9:,.0f}B: a transcription error?"))
+        found.append(_issues(v[large], name, "large_amount", WARNING,
+                             f"over ${policy.large_amount / 1e9:,.0f}B: check the magnitude"))
+
+    per_capita = v["gf_revenues"] / v["population"].where(v["population"] > 0)
+    low, high = policy.per_capita_gf_revenue
+    odd = per_capita.notna() & ((per_capita < low) | (per_capita > high))
+    found.append(_issues(v[odd], "gf_revenues", "per_capita_gf_revenue", WARNING,
+                         f"general fund revenue per resident outside ${low:,.0f}-${high:,.0f}",
+                         value=per_capita[odd].round(2)))
+
+    ratio = v["opeb_funded_ratio"]
+    found.append(_issues(v[ratio < 0], "opeb_funded_ratio", "funded_ratio_range", ERROR,
+                         "a funded ratio cannot be below 0"))
+    found.append(_issues(v[ratio > policy.funded_ratio_high], "opeb_funded_ratio",
+                         "funded_ratio_high", WARNING,
+                         f"funded ratio above {policy.funded_ratio_high}: check the figure"))
+
+    found.append(_issues(v[v["fiscal_year"] > policy.today.year], "fiscal_year",
+                         "future_fiscal_year", ERROR,
+                         f"fiscal year ends after {policy.today.year}: not audited yet"))
+    not_filed = v[list(AMOUNT_FIELDS)].isna().all(axis=1)
+    found.append(_issues(v[not_filed], "(all figures)", "not_filed", WARNING,
+                         "no audited statements filed for this year; kept and scored as missing",
+                         value=pd.Series("", index=v.index[not_filed])))
+
+    found.extend(_compare_with_earlier_years(v, policy))
+    issues = pd.concat([f for f in found if not f.empty], ignore_index=True) if any(
+        not f.empty for f in found) else pd.DataFrame(columns=ISSUE_COLUMNS)
+    return issues.sort_values(["city", "fiscal_year", "entry_version", "field", "rule"],
+                              ignore_index=True)
+
+
+def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> list[pd.DataFrame]:
+    """Restatements (a prior-year column that differs from that year's own entry) and
+    year-over-year jumps, against the latest version of each earlier year."""
+    latest = _latest_per_city_year(v)
+    found = []
+    for lag in (1, 2):
+        compared = dict.fromkeys([*PRIOR_YEAR_COLUMNS, *YEAR_OVER_YEAR_FIELDS])
+        earlier = latest[["city", "fiscal_year", "entry_version", *compared]].copy()
+        earlier["fiscal_year"] = earlier["fiscal_year"] + lag
+        paired = v.merge(earlier, on=KEY, suffixes=("", "_earlier"), how="inner")
+        for name, reported_columns in PRIOR_YEAR_COLUMNS.items():
+            reported = paired[reported_columns[lag - 1]]
+            original = paired[f"{name}_earlier"]
+            restated = reported.notna() & original.notna() & ((reported - original).abs() >= 0.5)
+            rows = paired[restated]
+            message = (
+                "restates FY" + (rows["fiscal_year"] - lag).astype(int).astype(str)
+                + f" {name}: entry v" + rows["entry_version_earlier"].astype(str)
+                + " reported " + original[restated].map(_format_value)
+                + "; both are kept, the later report is used"
+            )
+            found.append(_issues(rows, reported_columns[lag - 1], "restatement", INFO, message))
+        if lag == 1:
+            for name in YEAR_OVER_YEAR_FIELDS:
+                before = paired[f"{name}_earlier"].where(paired[f"{name}_earlier"] > 0)
+                change = paired[name] / before - 1
+                jump = change.abs() > policy.year_over_year_jump
+                rows = paired[jump]
+                message = ("changed " + (change[jump] * 100).round(0).astype(int).astype(str)
+                           + f"% from the year before (threshold "
+                           f"{policy.year_over_year_jump:.0%})")
+                found.append(_issues(rows, name, "year_over_year_jump", WARNING, message))
+    return found
+
+
+def latest_valid_versions(versions: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
+    """Per city and fiscal year, the newest version without errors (older ones if the newest
+    fails): what downstream sees."""
+    failed = set(issues.loc[issues["severity"] == ERROR, "entry_version"])
+    valid = versions[~versions["entry_version"].isin(failed)]
+    return valid.sort_values("entry_version").drop_duplicates(KEY, keep="last").sort_values(
+        KEY, ignore_index=True)
+
+
+def summarise(issues: pd.DataFrame) -> dict[str, int]:
+    counts = issues["severity"].value_counts()
+    return {severity: int(counts.get(severity, 0)) for severity in (ERROR, WARNING, INFO)}
