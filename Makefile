@@ -36,6 +36,7 @@ stop:
 	@if [ -x $(BIN)/refresh-assets ]; then $(BIN)/refresh-assets db stop; else echo "nothing installed; nothing to stop"; fi
 
 bench: install
+	$(BIN)/python benchmarks/bench_entries.py
 	$(BIN)/python benchmarks/bench_foundation.py
 
 clean: stop

@@ -27,7 +27,12 @@ from refresh_assets.lib.entries import (
     versions_for_checking,
     write_entry_file,
 )
-from refresh_assets.lib.validation import ERROR, NON_NEGATIVE, validate_versions
+from refresh_assets.lib.validation import (
+    ERROR,
+    NON_NEGATIVE,
+    REQUIRED_FOR_ENTRIES,
+    validate_versions,
+)
 
 # For these, the figure reported for the earlier year is the natural default.
 EARLIER_YEAR_SOURCES = {
@@ -77,10 +82,12 @@ def validate(paths: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
-def _parse_amount(field_name: str, text: str) -> Decimal | int | None:
+def _parse_amount(field_name: str, text: str, *, required: bool = False) -> Decimal | int | None:
     """An operator's number: `$1,234.50`, `-12`, or empty for not reported."""
     cleaned = text.strip().replace(",", "").replace("$", "")
     if cleaned == "":
+        if required:
+            raise click.BadParameter(f"{field_name}: required in an operator entry")
         return None
     try:
         value = Decimal(cleaned)
@@ -114,7 +121,8 @@ def _prompt_figures(figures: dict, city: str, year: int, entries_dir: Path) -> d
             f"{field.name} — {field.meaning}{hint}",
             default=_show(default),
             show_default=default is not None,
-            value_proc=lambda text, name=field.name: _parse_amount(name, text),
+            value_proc=lambda text, name=field.name: _parse_amount(
+                name, text, required=name in REQUIRED_FOR_ENTRIES),
         )
         figures[field.name] = answer
     return {k: v for k, v in figures.items() if v is not None}
