@@ -1,4 +1,6 @@
-"""Sensors: new or changed entry files start a refresh of their city alone."""
+"""Sensors: new or changed entry files start a refresh of their city alone, and the
+automation sensor rebuilds the dbt models after it (running by default, so the marts
+follow without anyone toggling Dagster's default automation sensor on)."""
 
 from pathlib import Path
 
@@ -47,3 +49,11 @@ def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: Source
         if new_cities else [],
         cursor=changes.cursor,
     )
+
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "marts_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)

@@ -48,3 +48,5 @@ def test_jobs_and_the_sensor(defs):
     assert set(defs.resolve_job_def("refresh_city").asset_layer.executable_asset_keys) == {
         RAW, VALIDATED}
     assert defs.resolve_sensor_def("entry_files_sensor").job_name == "refresh_city"
+    automation = defs.resolve_sensor_def("marts_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
