@@ -5,6 +5,7 @@ import click
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
+from refresh_assets.cli.scores import score_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,3 +21,4 @@ main.add_command(ui)
 main.add_command(enter)
 main.add_command(validate)
 main.add_command(entry_schema)
+main.add_command(score_command)
