@@ -1,0 +1,268 @@
+"""Ten-year projections with a fiscal-cliff year (METHODOLOGY.md §2, methodology v1.1).
+
+Vectorised over cities: every quantity is an array of cities, or cities x horizon (k = 1..10).
+The steps, each a function a notebook can call:
+  history -> base year per city -> revenue growth per city -> statewide median per base
+  year -> pension factors from the CalPERS schedule -> projection -> results per scenario.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+METHODOLOGY_VERSION = "v1.1"
+HORIZON = np.arange(1, 11)
+SCENARIOS = ("base", "optimistic", "pessimistic")
+GROWTH_CLAMP = (-0.05, 0.08)
+MIN_SPREAD, DEFAULT_SPREAD = 0.01, 0.02
+OTHER_SPENDING_GROWTH = 0.025
+PENSION_FALLBACK_GROWTH = 1.05
+RESERVE_MINIMUM_SHARE = 0.167  # two months of expenditures, the GFOA minimum
+NAME_ALIASES = {"san buenaventura": "ventura", "angels": "angels camp"}
+REPORTED_YEARS = {  # column of an entry for year X -> the year it reports (X - lag)
+    "gf_revenues": ("revenue", 0), "gf_revenues_prior_year": ("revenue", 1),
+    "gf_revenues_two_years_prior": ("revenue", 2),
+    "gf_unrestricted_fund_balance": ("fund_balance", 0),
+    "gf_unrestricted_fund_balance_prior_year": ("fund_balance", 1),
+    "gf_unrestricted_fund_balance_two_years_prior": ("fund_balance", 2),
+    "gf_expenditures_and_transfers_out": ("expenditures", 0),
+}
+BASE_FIELDS = ("gf_revenues", "gf_expenditures_and_transfers_out", "gf_unrestricted_fund_balance")
+
+
+def _numbers(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    return frame[list(columns)].apply(pd.to_numeric, errors="coerce").astype(float)
+
+
+def build_history(entries: pd.DataFrame, up_to_year: int | None = None) -> pd.DataFrame:
+    """Revenue, fund balance and expenditures per city and fiscal year. A year's value comes
+    from the latest entry that reports it (X reports X, X-1, X-2); older reports fill gaps.
+    Only entries of fiscal years <= `up_to_year` are read."""
+    if up_to_year is not None:
+        entries = entries[entries["fiscal_year"] <= up_to_year]
+    values = _numbers(entries, REPORTED_YEARS).assign(
+        city=entries["city"].values, entry_year=entries["fiscal_year"].astype(int).values)
+    long = values.melt(id_vars=["city", "entry_year"], var_name="column", value_name="value")
+    long = long.dropna(subset=["value"])
+    long["measure"] = long["column"].map(lambda c: REPORTED_YEARS[c][0])
+    long["year"] = long["entry_year"] - long["column"].map(lambda c: REPORTED_YEARS[c][1])
+    latest = long.sort_values("entry_year").drop_duplicates(["city", "year", "measure"], keep="last")
+    return latest.pivot_table(index=["city", "year"], columns="measure", values="value").reset_index()
+
+
+def base_years(entries: pd.DataFrame, up_to_year: int | None = None) -> pd.DataFrame:
+    """Per city its base year t0: the latest year (<= up_to_year) reporting revenue,
+    expenditures and unrestricted fund balance; with R0, E0, FB0 and the t0 inputs."""
+    candidates = entries if up_to_year is None else entries[entries["fiscal_year"] <= up_to_year]
+    numbers = _numbers(candidates, (*BASE_FIELDS, "government_wide_revenues",
+                                    "pension_contribution_required"))
+    complete = candidates[numbers[list(BASE_FIELDS)].notna().all(axis=1)]
+    base = complete.sort_values("fiscal_year").drop_duplicates("city", keep="last")
+    n = _numbers(base, numbers.columns)
+    return pd.DataFrame({
+        "city": base["city"].values,
+        "t0": base["fiscal_year"].astype(int).values,
+        "entry_version": base["entry_version"].values if "entry_version" in base else np.nan,
+        "R0": n["gf_revenues"].values,
+        "E0": n["gf_expenditures_and_transfers_out"].values,
+        "FB0": n["gf_unrestricted_fund_balance"].values,
+        "gwr0": n["government_wide_revenues"].values,
+        "pension_required0": n["pension_contribution_required"].values,
+    })
+
+
+def revenue_growth(history: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """g_city (CAGR over up to five positive years to t0, clamped), the number of annual
+    rates, and the spread s (sample standard deviation of the rates, at least 1 pp; 2 pp
+    with fewer than three rates)."""
+    window = history.merge(base[["city", "t0"]], on="city")
+    window = window[(window["year"] <= window["t0"]) & (window["year"] >= window["t0"] - 4)
+                    & (window["revenue"] > 0)].sort_values(["city", "year"])
+    ends = window.groupby("city").agg(first_year=("year", "first"), last_year=("year", "last"),
+                                      first=("revenue", "first"), last=("revenue", "last"))
+    span = ends["last_year"] - ends["first_year"]
+    cagr = (ends["last"] / ends["first"]) ** (1 / span.where(span > 0)) - 1
+    previous = window.groupby("city")[["year", "revenue"]].shift()
+    consecutive = previous["year"] == window["year"] - 1
+    rates = (window["revenue"] / previous["revenue"] - 1).where(consecutive)
+    rate_stats = rates.groupby(window["city"]).agg(["count", "std"])
+    out = base[["city"]].set_index("city")
+    out["g_city"] = cagr.clip(*GROWTH_CLAMP)
+    out["n_rates"] = rate_stats["count"].reindex(out.index).fillna(0).astype(int)
+    spread = rate_stats["std"].reindex(out.index).clip(lower=MIN_SPREAD)
+    out["s"] = spread.where(out["n_rates"] >= 3, DEFAULT_SPREAD)
+    return out.reset_index()
+
+
+def statewide_medians(base: pd.DataFrame, growth: pd.DataFrame) -> pd.Series:
+    """m(t0): the median g_city of every city projectable from the same base year."""
+    return growth.merge(base[["city", "t0"]], on="city").groupby("t0")["g_city"].median()
+
+
+def normalise_name(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    ascii_name = re.sub(r"^(city and county of |city of |town of )", "", ascii_name)
+    ascii_name = re.sub(r" city$", "", ascii_name)
+    ascii_name = re.sub(r"[-.'`,]", " ", ascii_name)
+    ascii_name = re.sub(r"\s+", " ", ascii_name).strip()
+    return NAME_ALIASES.get(ascii_name, ascii_name)
+
+
+@dataclass(frozen=True)
+class CalpersMatch:
+    schedules: pd.DataFrame  # index: city; columns: fiscal years; employer contributions
+    unmatched_cities: list[str]
+    unmatched_agencies: list[str]
+
+
+def match_calpers(cities: pd.Series, calpers: pd.DataFrame) -> CalpersMatch:
+    """Exact matches on the normalised name only; a name that more than one city or agency
+    holds stays unmatched. Nothing is guessed."""
+    city_names = pd.Series(cities.unique())
+    city_keys = city_names.map(normalise_name)
+    agency_keys = calpers["city"].map(normalise_name)
+    unique_cities = city_keys[~city_keys.duplicated(keep=False)]
+    unique_agencies = agency_keys[~agency_keys.duplicated(keep=False)]
+    matched = set(unique_cities) & set(unique_agencies)
+    year_columns = {c: int(c.removeprefix("employer_contribution_fy"))
+                    for c in calpers.columns if c.startswith("employer_contribution_fy")}
+    schedules = calpers.loc[agency_keys.isin(matched), list(year_columns)].rename(columns=year_columns)
+    schedules.index = agency_keys[agency_keys.isin(matched)].map(
+        dict(zip(city_keys, city_names, strict=True)))
+    return CalpersMatch(
+        schedules=schedules.astype(float),
+        unmatched_cities=sorted(city_names[~city_keys.isin(matched)]),
+        unmatched_agencies=sorted(calpers.loc[~agency_keys.isin(matched), "agency"]),
+    )
+
+
+def pension_factors(base: pd.DataFrame, schedules: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """f(t0+k) per city and k: the schedule's year-on-year ratio where both years are present
+    and positive, else 1.05. Returns the factors and each city's schedule source."""
+    years = base["t0"].to_numpy()[:, None] + HORIZON[None, :]
+    aligned = schedules.reindex(base["city"])
+    factors = np.full(years.shape, PENSION_FALLBACK_GROWTH)
+    for column in aligned.columns:  # a handful of schedule years, not rows
+        if column - 1 not in aligned.columns:
+            continue
+        current, previous = aligned[column].to_numpy(), aligned[column - 1].to_numpy()
+        usable = (current > 0) & (previous > 0)
+        ratio = np.where(usable, current / np.where(usable, previous, 1), np.nan)
+        hit = (years == column) & usable[:, None]
+        factors = np.where(hit, ratio[:, None], factors)
+    source = np.where(aligned.notna().any(axis=1), "calpers_valuation_2016", "fallback_5pct")
+    return factors, source
+
+
+def project(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
+            schedules: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The projection of every city in `base`: (yearly rows, one summary row per scenario)."""
+    b = base.merge(growth, on="city", how="left").reset_index(drop=True)
+    m = b["t0"].map(medians).to_numpy()
+    g_city = b["g_city"].to_numpy()
+    g = np.where(np.isnan(g_city), m, 0.5 * g_city + 0.5 * m)
+    s = b["s"].fillna(DEFAULT_SPREAD).to_numpy()
+    R0, E0, FB0 = (b[c].to_numpy() for c in ("R0", "E0", "FB0"))
+    k = HORIZON[None, :]
+
+    gwr = b["gwr0"].to_numpy()
+    phi = np.where(np.isnan(gwr) | (gwr == 0), 1.0, np.clip(R0 / np.where(gwr == 0, 1, gwr), 0, 1))
+    P0 = np.nan_to_num(b["pension_required0"].to_numpy()) * phi
+    Q0 = np.maximum(E0 - P0, 0.0)
+    factors, schedule_source = pension_factors(b, schedules)
+    pension = P0[:, None] * np.cumprod(factors, axis=1)
+    base_spending = pension + Q0[:, None] * (1 + OTHER_SPENDING_GROWTH) ** k
+
+    anchor = 0.5 * _mean_recent_balance_change(history, b)
+    anchor_k = anchor[:, None] * 0.5 ** (k - 1)
+
+    paths = {
+        "base": (R0[:, None] * (1 + g[:, None]) ** k, base_spending),
+        "optimistic": (R0[:, None] * (1 + g[:, None] + s[:, None]) ** k,
+                       base_spending * (1 - s[:, None]) ** k),
+        "pessimistic": (R0[:, None] * (1 + g[:, None] - s[:, None]) ** k,
+                        base_spending * (1 + s[:, None]) ** k),
+    }
+    yearly, summary = [], []
+    margin0 = (R0 - E0)[:, None]
+    for scenario, (revenue, spending) in paths.items():
+        balance = FB0[:, None] + np.cumsum(anchor_k + (revenue - spending) - margin0, axis=1)
+        yearly.append(_yearly_rows(b, scenario, revenue, spending, pension, balance))
+        summary.append(_summary_rows(b, scenario, balance, spending, R0, E0, FB0))
+    assumptions = pd.DataFrame({
+        "city": b["city"], "g_city": g_city, "n_rates": b["n_rates"].fillna(0).astype(int),
+        "m_t0": m, "g": g, "s": s, "phi": phi, "pension_base": P0,
+        "pension_schedule_source": schedule_source, "anchor": anchor,
+        "methodology_version": METHODOLOGY_VERSION, "entry_version": b["entry_version"],
+    })
+    summary_frame = pd.concat(summary, ignore_index=True).merge(assumptions, on="city")
+    return pd.concat(yearly, ignore_index=True), summary_frame
+
+
+def _mean_recent_balance_change(history: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    """Mean of FB(Y) - FB(Y-1) over Y = t0-2..t0 where both are known; 0 if none."""
+    h = history.merge(b[["city", "t0"]], on="city")
+    h = h[(h["year"] <= h["t0"]) & (h["year"] >= h["t0"] - 3)].sort_values(["city", "year"])
+    previous = h.groupby("city")[["year", "fund_balance"]].shift()
+    change = (h["fund_balance"] - previous["fund_balance"]).where(previous["year"] == h["year"] - 1)
+    mean = change.groupby(h["city"]).mean()
+    return mean.reindex(b["city"]).fillna(0.0).to_numpy()
+
+
+def _yearly_rows(b, scenario, revenue, spending, pension, balance) -> pd.DataFrame:
+    n, horizon = revenue.shape
+    return pd.DataFrame({
+        "city": np.repeat(b["city"].to_numpy(), horizon),
+        "scenario": scenario,
+        "base_year": np.repeat(b["t0"].to_numpy(), horizon),
+        "k": np.tile(HORIZON, n),
+        "fiscal_year": (b["t0"].to_numpy()[:, None] + HORIZON[None, :]).ravel(),
+        "revenue": revenue.ravel(),
+        "expenditures": spending.ravel(),
+        "pension_expenditures": pension.ravel(),
+        "fund_balance": balance.ravel(),
+    })
+
+
+def _first_year(mask: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """t0 + the first k where `mask` holds, else NaN."""
+    any_hit = mask.any(axis=1)
+    return np.where(any_hit, t0 + mask.argmax(axis=1) + 1, np.nan)
+
+
+def _summary_rows(b, scenario, balance, spending, R0, E0, FB0) -> pd.DataFrame:
+    t0 = b["t0"].to_numpy()
+    cliff_year = _first_year(balance < 0, t0)
+    k_star = cliff_year - t0
+    severity = np.select([k_star <= 2, k_star <= 5, k_star <= 10],
+                         ["immediate", "near-term", "long-term"], "none")
+    gap = np.maximum(0.0, (-balance / HORIZON[None, :]).max(axis=1))
+    gap = np.where(np.isnan(cliff_year), 0.0, gap)
+    return pd.DataFrame({
+        "city": b["city"], "scenario": scenario, "base_year": t0,
+        "revenue_base": R0, "expenditures_base": E0, "fund_balance_base": FB0,
+        "below_zero_at_base": FB0 < 0,
+        "cliff_year": pd.array(cliff_year, dtype="Int64"),
+        "reserve_breach_year": pd.array(
+            _first_year(balance < RESERVE_MINIMUM_SHARE * spending, t0), dtype="Int64"),
+        "severity": severity,
+        "gap_to_close": gap, "gap_share_of_expenditures": gap / E0, "gap_share_of_revenue": gap / R0,
+        "fund_balance_year_10": balance[:, -1],
+    })
+
+
+def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: int | None = None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, CalpersMatch]:
+    """Every step for every city of `entries` (validated figures, one row per city-year)."""
+    history = build_history(entries, up_to_year)
+    base = base_years(entries, up_to_year)
+    growth = revenue_growth(history, base)
+    medians = statewide_medians(base, growth)
+    match = match_calpers(entries["city"], calpers)
+    yearly, summary = project(base, growth, medians, match.schedules, history)
+    return yearly, summary, match
