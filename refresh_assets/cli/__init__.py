@@ -4,7 +4,9 @@ import click
 
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
+from refresh_assets.cli.forecasts import backtest, project
 from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
+from refresh_assets.cli.refresh import refresh
 from refresh_assets.cli.scores import score_command
 
 
@@ -22,3 +24,6 @@ main.add_command(enter)
 main.add_command(validate)
 main.add_command(entry_schema)
 main.add_command(score_command)
+main.add_command(project)
+main.add_command(backtest)
+main.add_command(refresh)

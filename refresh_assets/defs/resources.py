@@ -44,6 +44,13 @@ class SourceFilesResource(dg.ConfigurableResource):
 
     entries_dir: str
     bulk_import_csv: str = str(DATA_DIR / "ca_city_fiscal_inputs.csv")
+    calpers_valuations_csv: str = str(DATA_DIR / "calpers_valuations_2016.csv")
+
+
+class ReportsResource(dg.ConfigurableResource):
+    """Where the "what changed" reports are written."""
+
+    reports_dir: str
 
 
 def _dbt_executable() -> str:
@@ -62,5 +69,6 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
             database=dg.EnvVar("REFRESH_DB_WAREHOUSE"),
         ),
         "source_files": SourceFilesResource(entries_dir=dg.EnvVar("REFRESH_ENTRIES_DIR")),
+        "reports": ReportsResource(reports_dir=dg.EnvVar("REFRESH_REPORTS_DIR")),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
     }

@@ -8,17 +8,19 @@ import dagster as dg
 
 from refresh_assets.defs.entries import fiscal_entries
 from refresh_assets.defs.partitions import city_partitions
+from refresh_assets.defs.projections import projections
+from refresh_assets.defs.reports import CITY_TAG, TRIGGER_TAG, change_report
 from refresh_assets.defs.resources import SourceFilesResource
+from refresh_assets.defs.risk import risk_scores
 from refresh_assets.defs.validation import validated_fiscal_data
 from refresh_assets.lib.entry_watch import scan_entries
 
-TRIGGER_TAG = "refresh/trigger"
-
 refresh_city_job = dg.define_asset_job(
     name="refresh_city",
-    selection=dg.AssetSelection.assets(fiscal_entries, validated_fiscal_data),
+    selection=dg.AssetSelection.assets(fiscal_entries, validated_fiscal_data, risk_scores,
+                                       projections, change_report),
     partitions_def=city_partitions,
-    description="Ingest and validate one city's figures (downstream follows by automation).",
+    description="Ingest, validate, score and project one city (the marts follow by automation).",
 )
 
 
@@ -39,7 +41,8 @@ def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: Source
         dg.RunRequest(
             partition_key=city,
             run_key=f"{city}:{changes.fingerprint(city)}",
-            tags={TRIGGER_TAG: "sensor", "refresh/changed_files": ", ".join(sorted(paths))[:1000]},
+            tags={TRIGGER_TAG: "sensor", CITY_TAG: city,
+                  "refresh/changed_files": ", ".join(sorted(paths))[:1000]},
         )
         for city, paths in sorted(changes.changed_by_city.items()) if city
     ]

@@ -6,10 +6,12 @@ One PostgreSQL server holds two databases: `dagster` (the Dagster instance) and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import io
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pandas as pd
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import URL, make_url
@@ -164,3 +166,17 @@ def table_row_counts(address: ServerAddress, schema: str) -> dict[str, int]:
             cur.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(schema, name)))
             counts[name] = cur.fetchone()[0]
     return counts
+
+
+def copy_frame(cur, table: sql.Composable, frame: pd.DataFrame, columns: Sequence[str],
+               float_format: str | None = None) -> None:
+    """Appends `frame`'s `columns` to `table` with COPY (empty cells become NULL)."""
+    buffer = io.StringIO()
+    frame.loc[:, list(columns)].to_csv(buffer, index=False, header=False, float_format=float_format)
+    buffer.seek(0)
+    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    cur.copy_expert(
+        sql.SQL("copy {} ({}) from stdin with (format csv)").format(table, column_list)
+        .as_string(cur.connection),
+        buffer,
+    )

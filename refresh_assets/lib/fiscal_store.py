@@ -11,14 +11,13 @@ downstream reads, and the validation results.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 import pandas as pd
 from psycopg2 import sql
 
 from refresh_assets.lib.cities import city_key
-from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, RAW_SCHEMA
+from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, RAW_SCHEMA, copy_frame
 from refresh_assets.lib.fiscal_inputs import FIELD_NAMES, FIELDS
 from refresh_assets.lib.validation import ISSUE_COLUMNS
 
@@ -87,18 +86,6 @@ def ensure_tables(conn) -> None:
         cur.execute(DDL)
 
 
-def _copy_frame(cur, table: sql.Composable, frame: pd.DataFrame, columns: Sequence[str]) -> None:
-    buffer = io.StringIO()
-    frame.loc[:, list(columns)].to_csv(buffer, index=False, header=False)
-    buffer.seek(0)
-    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    cur.copy_expert(
-        sql.SQL("copy {} ({}) from stdin with (format csv)").format(table, column_list)
-        .as_string(cur.connection),
-        buffer,
-    )
-
-
 def append_entry_versions(conn, versions: pd.DataFrame) -> pd.DataFrame:
     """Inserts the rows whose checksum differs from their source's latest version.
 
@@ -119,7 +106,7 @@ def append_entry_versions(conn, versions: pd.DataFrame) -> pd.DataFrame:
         cur.execute(sql.SQL("create temporary table incoming (like {} including defaults)"
                             " on commit drop").format(ENTRIES))
         cur.execute("alter table incoming drop column entry_version, drop column loaded_at")
-        _copy_frame(cur, sql.Identifier("incoming"), frame, ENTRY_COLUMNS)
+        copy_frame(cur, sql.Identifier("incoming"), frame, ENTRY_COLUMNS)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in ENTRY_COLUMNS)
         # Serialise writers per source, so two runs cannot both add the same version.
         cur.execute(sql.SQL("lock table {} in share row exclusive mode").format(ENTRIES))
@@ -160,7 +147,7 @@ def replace_validated(conn, city_keys: Sequence[str], validated: pd.DataFrame) -
         cur.execute(sql.SQL("delete from {} where city_key = any(%s)").format(VALIDATED),
                     (list(city_keys),))
         if not validated.empty:
-            _copy_frame(cur, VALIDATED, validated, columns)
+            copy_frame(cur, VALIDATED, validated, columns)
     return len(validated)
 
 
@@ -169,4 +156,17 @@ def record_validation_results(conn, run_id: str, issues: pd.DataFrame) -> None:
         return
     frame = issues.assign(run_id=run_id, city_key=issues["city"].map(city_key))
     with conn.cursor() as cur:
-        _copy_frame(cur, RESULTS, frame, ("run_id", "city_key", *ISSUE_COLUMNS))
+        copy_frame(cur, RESULTS, frame, ("run_id", "city_key", *ISSUE_COLUMNS))
+
+
+def load_validated(conn, city_keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """The validated figures (one row per city-year), of these cities or of all."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*FIELD_NAMES, "entry_version"))
+    query = sql.SQL("select {} from {}").format(columns, VALIDATED)
+    with conn.cursor() as cur:
+        if city_keys is None:
+            cur.execute(query + sql.SQL(" order by city, fiscal_year"))
+        else:
+            cur.execute(query + sql.SQL(" where city_key = any(%s) order by city, fiscal_year"),
+                        (list(city_keys),))
+        return pd.DataFrame(cur.fetchall(), columns=[*FIELD_NAMES, "entry_version"])

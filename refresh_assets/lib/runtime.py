@@ -58,6 +58,7 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         "DAGSTER_HOME": str(PROJECT_DIR),
         "REFRESH_DAGSTER_STORAGE": str(settings.dagster_storage_dir),
         "REFRESH_ENTRIES_DIR": str(settings.entries_dir),
+        "REFRESH_REPORTS_DIR": str(settings.reports_dir),
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }

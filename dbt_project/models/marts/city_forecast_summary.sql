@@ -1,0 +1,43 @@
+-- Per city and scenario: base year, fiscal-cliff year, reserve-breach year, severity, the
+-- gap to close and every assumption behind them (latest projection).
+with summaries as (
+
+    select * from {{ ref('stg_analytics__projection_summaries') }}
+    where run_rank = 1
+
+),
+
+final as (
+
+    select
+        city,
+        scenario,
+        base_year,
+        revenue_base,
+        expenditures_base,
+        fund_balance_base,
+        below_zero_at_base,
+        cliff_year,
+        reserve_breach_year,
+        severity,
+        gap_to_close,
+        gap_share_of_expenditures,
+        gap_share_of_revenue,
+        fund_balance_year_10,
+        g_city,
+        n_rates,
+        m_t0,
+        g,
+        s,
+        phi,
+        pension_base,
+        pension_schedule_source,
+        anchor,
+        methodology_version,
+        entry_version,
+        projected_at
+    from summaries
+
+)
+
+select * from final

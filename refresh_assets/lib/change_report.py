@@ -1,0 +1,197 @@
+"""The "what changed" report of a city's refresh: before/after of every indicator, the
+fiscal-cliff year's movement, revenue, expenditure and pension changes from the prior year,
+and a chart of projected fund balance by scenario (matplotlib, embedded as SVG)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from refresh_assets.lib.scoring import INDICATORS, MAX_POINTS  # noqa: E402
+
+LEVEL_ORDER = {"High": 0, "Moderate": 1, "Low": 2}  # more points, less risk
+
+
+@dataclass
+class CityChanges:
+    city: str
+    fiscal_year: int
+    overall_before: float | None
+    overall_after: float
+    level_before: str | None
+    level_after: str
+    cliff_before: int | None
+    cliff_after: int | None
+    severity: str
+    indicators: pd.DataFrame
+    prior_year: pd.DataFrame
+    entry_version: int | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        level = (f"{self.level_before} → {self.level_after}" if self.level_before
+                 and self.level_before != self.level_after else self.level_after)
+        points = (f"{self.overall_before:.2f} → {self.overall_after:.2f}"
+                  if self.overall_before is not None else f"{self.overall_after:.2f}")
+        cliff = _cliff_text(self.cliff_before, self.cliff_after)
+        return f"{self.city} FY{self.fiscal_year}: {level} risk, {points} points; {cliff}"
+
+
+def _cliff_text(before, after) -> str:
+    def shown(year):
+        return f"FY{year}" if year is not None else "none within ten years"
+    if before == after:
+        return f"fiscal cliff {shown(after)} (unchanged)"
+    return f"fiscal cliff {shown(before)} → {shown(after)}"
+
+
+def mark(before, after) -> str:
+    """improved / worsened / unchanged / new, by points (more points = less risk)."""
+    if before is None or pd.isna(before):
+        return "new"
+    if np.isclose(float(after), float(before)):
+        return "unchanged"
+    return "improved" if float(after) > float(before) else "worsened"
+
+
+def indicator_changes(latest: pd.Series, previous: pd.Series | None) -> pd.DataFrame:
+    rows = []
+    for indicator in INDICATORS:
+        before = previous.get(f"{indicator}_points") if previous is not None else None
+        after = latest[f"{indicator}_points"]
+        rows.append({
+            "indicator": indicator.replace("_", " "),
+            "max_points": MAX_POINTS[indicator],
+            "ratio_before": previous.get(f"{indicator}_ratio") if previous is not None else None,
+            "ratio_after": latest[f"{indicator}_ratio"],
+            "points_before": before, "points_after": after,
+            "band_before": previous.get(f"{indicator}_risk") if previous is not None else None,
+            "band_after": latest[f"{indicator}_risk"],
+            "change": mark(before, after),
+        })
+    return pd.DataFrame(rows)
+
+
+PRIOR_YEAR_MEASURES = {
+    "gf_revenues": "General fund revenues",
+    "gf_expenditures_and_transfers_out": "General fund expenditures and transfers out",
+    "gf_unrestricted_fund_balance": "Unrestricted fund balance",
+    "net_pension_liability": "Net pension liability",
+    "pension_contribution_required": "Required pension contribution",
+    "total_pension_liability": "Total pension liability",
+}
+
+
+def prior_year_changes(validated: pd.DataFrame, fiscal_year: int) -> pd.DataFrame:
+    """This year's figures beside last year's, for the measures a reader asks about first."""
+    this = validated[validated["fiscal_year"] == fiscal_year]
+    last = validated[validated["fiscal_year"] == fiscal_year - 1]
+    rows = []
+    for column, label in PRIOR_YEAR_MEASURES.items():
+        now = float(this[column].iloc[0]) if len(this) and pd.notna(this[column].iloc[0]) else None
+        before = float(last[column].iloc[0]) if len(last) and pd.notna(last[column].iloc[0]) else None
+        change = (now / before - 1) if now is not None and before not in (None, 0) else None
+        rows.append({"measure": label, "before": before, "after": now, "change": change})
+    return pd.DataFrame(rows)
+
+
+def fund_balance_chart(years: pd.DataFrame, city: str) -> str:
+    """Projected unrestricted fund balance by scenario, as an inline SVG."""
+    figure, axes = plt.subplots(figsize=(7.5, 3.4))
+    colours = {"optimistic": "#2a9d8f", "base": "#264653", "pessimistic": "#e76f51"}
+    for scenario, rows in years.sort_values("fiscal_year").groupby("scenario"):
+        axes.plot(rows["fiscal_year"], rows["fund_balance"] / 1e6, marker="o", markersize=3,
+                  label=scenario, color=colours.get(scenario))
+    axes.axhline(0, color="#999", linewidth=0.8)
+    axes.set_title(f"{city}: projected unrestricted fund balance (USD millions)", fontsize=10)
+    axes.set_xlabel("fiscal year")
+    axes.legend(fontsize=8, frameon=False)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    plt.close(figure)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]  # drop the XML prologue to embed it in HTML
+
+
+def _money(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"${value:,.0f}"
+
+
+def _number(value, digits: int = 2) -> str:
+    return "—" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"
+
+
+def _percent(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:+.1%}"
+
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
+
+
+def render_report(changes: CityChanges, chart_svg: str) -> str:
+    counts = changes.indicators["change"].value_counts()
+    return TEMPLATES.get_template("change_report.html.j2").render(
+        c=changes, chart=chart_svg, cliff=_cliff_text(changes.cliff_before, changes.cliff_after),
+        indicators=changes.indicators.to_dict("records"),
+        prior=changes.prior_year.to_dict("records"),
+        counts={k: int(counts.get(k, 0)) for k in ("improved", "worsened", "unchanged", "new")},
+        number=_number, money=_money, percent=_percent,
+    )
+
+
+def markdown_summary(changes: CityChanges) -> str:
+    moved = changes.indicators[changes.indicators["change"].isin(["improved", "worsened"])]
+    lines = [f"**{changes.headline}**", ""]
+    lines += [f"- {r.indicator}: {_number(r.points_before)} → {_number(r.points_after)} ({r.change})"
+              for r in moved.itertuples()] or ["- no indicator moved"]
+    return "\n".join(lines)
+
+
+def _optional(value):
+    return None if value is None or pd.isna(value) else value
+
+
+def city_changes(city: str, scores: pd.DataFrame, summaries: pd.DataFrame,
+                 validated: pd.DataFrame) -> CityChanges | None:
+    """Latest scoring and projection of `city` against the ones before (run_rank 1 and 2)."""
+    latest_scores = scores[(scores["city"] == city) & (scores["run_rank"] == 1)]
+    if latest_scores.empty:
+        return None
+    fiscal_year = int(latest_scores["fiscal_year"].max())
+    latest = latest_scores[latest_scores["fiscal_year"] == fiscal_year].iloc[0]
+    before = scores[(scores["city"] == city) & (scores["run_rank"] == 2)
+                    & (scores["fiscal_year"] == fiscal_year)]
+    previous = before.iloc[0] if len(before) else None
+    base = summaries[(summaries["city"] == city) & (summaries["scenario"] == "base")]
+    now = base[base["run_rank"] == 1]
+    then = base[base["run_rank"] == 2]
+    notes = []
+    if now.empty:
+        notes.append("No projection: no year reports revenues, expenditures and fund balance.")
+    return CityChanges(
+        city=city, fiscal_year=fiscal_year,
+        overall_before=float(previous["overall_points"]) if previous is not None else None,
+        overall_after=float(latest["overall_points"]),
+        level_before=previous["overall_risk"] if previous is not None else None,
+        level_after=latest["overall_risk"],
+        cliff_before=_optional(then["cliff_year"].iloc[0]) if len(then) else None,
+        cliff_after=_optional(now["cliff_year"].iloc[0]) if len(now) else None,
+        severity=now["severity"].iloc[0] if len(now) else "none",
+        indicators=indicator_changes(latest, previous),
+        prior_year=prior_year_changes(validated[validated["city"] == city], fiscal_year),
+        entry_version=_optional(latest["entry_version"]),
+        notes=notes,
+    )
