@@ -113,6 +113,8 @@ def demo() -> None:
         counts = table_row_counts(ready.address, MARTS_SCHEMA)
         for table, rows in counts.items():
             click.echo(f"      {MARTS_SCHEMA}.{table}: {rows:,} rows")
+        example = settings.reports_dir / "vallejo" / "latest.html"
+        click.echo(f"      change reports: {settings.reports_dir} (e.g. {example})")
     psql = find_server_binaries(settings.pg_bin) / "psql" if settings.embedded else Path("psql")
     click.echo(
         "\nNext:\n"

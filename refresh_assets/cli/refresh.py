@@ -76,10 +76,11 @@ def _follow(instance, run_id: str) -> None:
     shown = {DagsterEventType.STEP_START: "started", DagsterEventType.STEP_SUCCESS: "done",
              DagsterEventType.STEP_FAILURE: "FAILED", DagsterEventType.RUN_DEQUEUED: "dequeued",
              DagsterEventType.ASSET_CHECK_EVALUATION: "check"}
-    cursor, last_status = -1, None
+    cursor, last_status = None, None
     while True:
-        for record in instance.get_records_for_run(run_id, cursor=str(cursor)).records:
-            cursor = record.storage_id
+        page = instance.get_records_for_run(run_id, cursor=cursor)
+        cursor = page.cursor
+        for record in page.records:
             event = record.event_log_entry
             if event.dagster_event and event.dagster_event.event_type in shown:
                 step = event.step_key or ""

@@ -27,9 +27,6 @@ PROJECTIONS = dg.AssetKey(["analytics", "projections"])
     group_name="projections",
     kinds={"python", "postgres"},
     deps=[VALIDATED_FISCAL_DATA],
-    # Recomputed after any city's validated update (cheap: all cities in ~0.1 s).
-    automation_condition=dg.AutomationCondition.eager()
-    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
     description=(
         "m(t0): the median revenue growth of every city projectable from the same base year. "
         "It needs all cities at once, so the per-city projections read it from here."
@@ -66,6 +63,7 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     cities = list(context.partition_keys)
     calpers = pd.read_csv(Path(source_files.calpers_valuations_csv))
     with warehouse.connection() as conn:
+        analytics_store.ensure_tables(conn)
         validated = load_validated(conn, cities)
         medians = analytics_store.latest_medians(conn)
         history = build_history(validated)

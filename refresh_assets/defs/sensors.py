@@ -8,7 +8,7 @@ import dagster as dg
 
 from refresh_assets.defs.entries import fiscal_entries
 from refresh_assets.defs.partitions import city_partitions
-from refresh_assets.defs.projections import projections
+from refresh_assets.defs.projections import projections, statewide_growth_medians
 from refresh_assets.defs.reports import CITY_TAG, TRIGGER_TAG, change_report
 from refresh_assets.defs.resources import SourceFilesResource
 from refresh_assets.defs.risk import risk_scores
@@ -17,8 +17,10 @@ from refresh_assets.lib.entry_watch import scan_entries
 
 refresh_city_job = dg.define_asset_job(
     name="refresh_city",
+    # The statewide median (all cities, ~0.1 s) is recomputed in every city's run so the
+    # city's projection always reads a current one.
     selection=dg.AssetSelection.assets(fiscal_entries, validated_fiscal_data, risk_scores,
-                                       projections, change_report),
+                                       statewide_growth_medians, projections, change_report),
     partitions_def=city_partitions,
     description="Ingest, validate, score and project one city (the marts follow by automation).",
 )

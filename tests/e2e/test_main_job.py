@@ -32,6 +32,13 @@ def test_materialize_fills_the_marts_and_is_idempotent(warehouse, dbt_manifest):
         versions.append(query(warehouse, "select count(*) from raw.fiscal_entries")[0][0])
     assert versions[0] == versions[1], "a second run of unchanged data adds no version"
     assert successful_runs(warehouse) == runs_before + 2
+    # Scores for every city-year, projections for every projectable city, a report each.
+    assert query(warehouse, "select count(*), count(distinct city) from marts.city_risk_scores"
+                 ) == [(1841, 477)]
+    assert query(warehouse, "select count(distinct city), count(*)"
+                            " from marts.city_forecast_summary") == [(476, 3 * 476)]
+    assert query(warehouse, "select count(distinct city) from ops.refresh_operations"
+                            " where status = 'success'")[0][0] == 477
     # The real data set validates with no error; its oddities are warnings.
     severities = dict(query(warehouse, "select severity, count(*)"
                                        " from marts.fiscal_validation_issues group by 1"))

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import VENV_BIN, free_port
+from tests.conftest import VENV_BIN, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -18,8 +18,9 @@ ASSET_NODES = """
 """
 
 
-@pytest.fixture
-def ui_url(warehouse, dbt_manifest, tmp_path):
+@pytest.fixture(scope="module")
+def ui_url(warehouse, dbt_manifest, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ui")
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
     # Its own process group, stopped by pid: `dagster dev` ignores signals sent any other way.
@@ -71,3 +72,16 @@ def test_the_ui_shows_python_and_dbt_assets_in_one_graph_with_checks(ui_url):
         "no_validation_errors"}
     checks = {c["name"] for c in mart["assetChecksOrError"]["checks"]}
     assert "unique_city_fiscal_years_city_fiscal_year_id" in checks
+
+
+def test_refresh_submits_follows_and_a_second_request_waits_for_the_first(ui_url):
+    env = {**os.environ, "REFRESH_UI_PORT": ui_url.rsplit(":", 1)[1]}
+    first = run_cli("refresh", "--city", "Vallejo", "--no-follow", env=env)
+    first_run = first.stdout.split("submitted run ")[1].split()[0]
+    second = run_cli("refresh", "--city", "vallejo", env=env, timeout=900)
+    assert f"run {first_run} holds vallejo: started by manual" in second.stdout
+    # The running daemon's entries sensor may have asked for Vallejo too: it queues the same way.
+    assert "this refresh waits in the queue" in second.stdout
+    second_run = second.stdout.split("submitted run ")[1].split()[0]
+    assert f"run {second_run}: success" in second.stdout
+    assert "done      reports__change_report" in second.stdout

@@ -42,11 +42,30 @@ def test_checks_block_and_dbt_tests_are_checks(defs):
             "not_null_city_fiscal_years_city"} <= on_mart
 
 
-def test_jobs_and_the_sensor(defs):
+def test_scores_projections_and_reports_follow_validation(defs):
+    graph = defs.resolve_asset_graph()
+    scores, projections = dg.AssetKey(["analytics", "risk_scores"]), dg.AssetKey(
+        ["analytics", "projections"])
+    medians = dg.AssetKey(["analytics", "statewide_growth_medians"])
+    report = dg.AssetKey(["reports", "change_report"])
+    assert graph.get(scores).parent_keys == {VALIDATED}
+    assert graph.get(projections).parent_keys == {VALIDATED, medians}
+    assert graph.get(medians).partitions_def is None  # needs every city at once
+    assert graph.get(report).parent_keys == {scores, projections}
+    forecast = graph.get(dg.AssetKey(["marts", "city_forecast"]))
+    assert forecast.parent_keys == {dg.AssetKey(["staging", "stg_analytics__projection_summaries"]),
+                                    dg.AssetKey(["staging", "stg_analytics__projection_years"])}
+
+
+def test_jobs_and_the_sensors(defs):
     assert {RAW, VALIDATED, MART} <= set(
         defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys)
-    assert set(defs.resolve_job_def("refresh_city").asset_layer.executable_asset_keys) == {
-        RAW, VALIDATED}
+    city_job = set(defs.resolve_job_def("refresh_city").asset_layer.executable_asset_keys)
+    assert {RAW, VALIDATED, dg.AssetKey(["analytics", "risk_scores"]),
+            dg.AssetKey(["reports", "change_report"])} <= city_job
+    assert not any(key.path[0] == "marts" for key in city_job)  # dbt follows by automation
     assert defs.resolve_sensor_def("entry_files_sensor").job_name == "refresh_city"
     automation = defs.resolve_sensor_def("marts_automation")
     assert automation.default_status == dg.DefaultSensorStatus.RUNNING
+    failures = defs.resolve_sensor_def("refresh_failure_sensor")
+    assert failures.default_status == dg.DefaultSensorStatus.RUNNING
