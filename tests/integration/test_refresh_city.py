@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 
 import dagster as dg
 import psycopg2
@@ -88,7 +89,7 @@ def test_a_refresh_reports_records_and_emails_what_changed(city_setup, inbox, wa
         warehouse, result.run_id)
     assert (trigger, status, error) == ("manual", "success", None)
     assert after > before
-    html = open(report_path).read()
+    html = Path(report_path).read_text()
     assert "What changed: Vallejo, fiscal year 2020" in html
     assert "general fund reserves</td>" in html and 'class="improved">improved' in html
     assert "<svg" in html
