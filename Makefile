@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependencies change, so a second `make demo` starts at once.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo ui test lint stop bench clean
+.PHONY: install demo ui test test-deps lint stop bench clean
 
 install: $(INSTALLED)
 
@@ -26,8 +26,16 @@ demo: install
 ui: install
 	$(BIN)/refresh-assets ui
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest
+
+# The change report is rendered in headless Chromium by a test; install it where we can.
+test-deps:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "[test-deps] installing Chromium (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "[test-deps] Chromium is missing: install it (Debian: apt-get install chromium)"; fi; }
 
 lint: install
 	$(BIN)/ruff check refresh_assets tests benchmarks
@@ -36,6 +44,7 @@ stop:
 	@if [ -x $(BIN)/refresh-assets ]; then $(BIN)/refresh-assets db stop; else echo "nothing installed; nothing to stop"; fi
 
 bench: install
+	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_entries.py
 	$(BIN)/python benchmarks/bench_foundation.py
 
