@@ -1,6 +1,6 @@
 """Fiscal-health scores: the California State Auditor's ten indicators, reproduced exactly.
 
-The rules are METHODOLOGY.md §1 (see docs/methodology.md). Everything is vectorised over a
+The rules are METHODOLOGY.md §1 (see docs/METHODOLOGY.md). Everything is vectorised over a
 frame of city-years with the data dictionary's columns; no row is looked at on its own.
 Conventions that matter for an exact match:
 - ROUND is half away from zero on the decimal value (Excel's ROUND): 4.165 -> 4.17 although
