@@ -9,7 +9,11 @@ from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import SourceFilesResource, WarehouseResource
 from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.entries import check_entry_files, entries_to_frame, find_entry_files
-from refresh_assets.lib.fiscal_inputs import bulk_rows_as_versions, read_fiscal_inputs_csv
+from refresh_assets.lib.fiscal_inputs import (
+    FiscalInputsError,
+    bulk_rows_as_versions,
+    read_fiscal_inputs_csv,
+)
 from refresh_assets.lib.fiscal_store import append_entry_versions, ensure_tables
 
 RAW_FISCAL_ENTRIES = dg.AssetKey(["raw", "fiscal_entries"])
@@ -46,7 +50,11 @@ def fiscal_entries(
 ):
     cities = list(context.partition_keys)
     bulk_path = Path(source_files.bulk_import_csv)
-    bulk = read_fiscal_inputs_csv(bulk_path)
+    try:
+        bulk = read_fiscal_inputs_csv(bulk_path)
+    except FiscalInputsError as exc:
+        # A Failure shows its message in the UI as is, without a stack trace to dig through.
+        raise dg.Failure(description=str(exc), metadata={"file": str(bulk_path)}) from exc
     bulk = bulk_rows_as_versions(bulk[bulk["city"].map(city_key).isin(cities)], bulk_path.name)
 
     entries_dir = Path(source_files.entries_dir)
