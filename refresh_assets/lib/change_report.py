@@ -106,7 +106,9 @@ def prior_year_changes(validated: pd.DataFrame, fiscal_year: int) -> pd.DataFram
 
 
 def fund_balance_chart(years: pd.DataFrame, city: str) -> str:
-    """Projected unrestricted fund balance by scenario, as an inline SVG."""
+    """Projected unrestricted fund balance by scenario, as an inline SVG ("" if none)."""
+    if years.empty:
+        return ""
     figure, axes = plt.subplots(figsize=(7.5, 3.4))
     colours = {"optimistic": "#2a9d8f", "base": "#264653", "pessimistic": "#e76f51"}
     for scenario, rows in years.sort_values("fiscal_year").groupby("scenario"):

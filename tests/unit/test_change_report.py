@@ -57,3 +57,13 @@ def test_email_is_off_unless_configured_and_complete():
                               "REFRESH_SMTP_PASSWORD": "s3cret"})
     assert settings.recipients == ("x@y", "z@w")
     assert "s3cret" not in repr(settings)
+
+
+def test_a_city_without_a_projection_gets_a_note_not_an_empty_chart(vallejo):
+    latest = score(vallejo).assign(run_rank=1, entry_version=1)
+    changes = city_changes("Vallejo", latest, pd.DataFrame(
+        columns=["city", "scenario", "run_rank", "cliff_year", "severity"]), vallejo)
+    assert fund_balance_chart(pd.DataFrame(columns=["scenario", "fiscal_year", "fund_balance"]),
+                              "Vallejo") == ""
+    html = render_report(changes, "")
+    assert "No projection for this city." in html and "<svg" not in html
