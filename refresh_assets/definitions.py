@@ -1,7 +1,5 @@
 """The code location: assets, checks, jobs, sensors and resources assembled from defs/."""
 
-import warnings
-
 import dagster as dg
 
 from refresh_assets.defs.dbt import warehouse_dbt_models
@@ -13,10 +11,6 @@ from refresh_assets.defs.resources import build_resources
 from refresh_assets.defs.risk import risk_scores
 from refresh_assets.defs.sensors import automation_sensor, entry_files_sensor, refresh_city_job
 from refresh_assets.defs.validation import validated_fiscal_data
-
-# The partitioned assets use single-run backfill policies on purpose (every city in one
-# run); Dagster marks that parameter beta and would warn on every load.
-warnings.filterwarnings("ignore", category=dg.BetaWarning, message=".*backfill_policy")
 
 defs = dg.Definitions(
     assets=[fiscal_entries, validated_fiscal_data, risk_scores, statewide_growth_medians,
