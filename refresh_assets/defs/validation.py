@@ -13,9 +13,9 @@ from refresh_assets.lib.fiscal_store import (
 )
 from refresh_assets.lib.validation import (
     ERROR,
-    KEY,
     ValidationPolicy,
     latest_valid_versions,
+    newest_versions,
     summarise,
     validate_versions,
 )
@@ -55,7 +55,7 @@ def validated_fiscal_data(
         versions = load_entry_versions(conn, cities)
         issues = validate_versions(versions, policy)
         valid = latest_valid_versions(versions, issues)
-        newest = versions.sort_values("entry_version").drop_duplicates(KEY, keep="last")
+        newest = newest_versions(versions)
         # Keep the issues of what is used now and of anything newer that was refused.
         shown_versions = set(newest["entry_version"]) | set(valid["entry_version"])
         recorded = issues[issues["entry_version"].isin(shown_versions)]

@@ -7,7 +7,7 @@ One PostgreSQL server holds two databases: `dagster` (the Dagster instance) and
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -84,18 +84,6 @@ class ServerAddress:
             "REFRESH_DB_WAREHOUSE": self.warehouse_db,
             "REFRESH_DB_DAGSTER": self.dagster_db,
         }
-
-    @classmethod
-    def from_environment(cls, env: Mapping[str, str]) -> ServerAddress:
-        """The inverse of `environment()`: what a Dagster process or a test receives."""
-        return cls(
-            host=env["REFRESH_DB_HOST"],
-            port=int(env["REFRESH_DB_PORT"]),
-            user=env["REFRESH_DB_USER"],
-            password=env.get("REFRESH_DB_PASSWORD") or None,
-            warehouse_db=env.get("REFRESH_DB_WAREHOUSE", WAREHOUSE_DB),
-            dagster_db=env.get("REFRESH_DB_DAGSTER", DAGSTER_DB),
-        )
 
 
 def connect(address: ServerAddress, database: str | None = None):

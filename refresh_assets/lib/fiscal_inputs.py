@@ -7,7 +7,6 @@ the scores can round exactly as the State Auditor did.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +60,6 @@ FIELD_NAMES = tuple(f.name for f in FIELDS)
 
 class FiscalInputsError(ValueError):
     """A fiscal-inputs file that cannot be loaded; the message names file, row and field."""
-
-
-def file_checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_fiscal_inputs_csv(path: Path) -> pd.DataFrame:

@@ -91,8 +91,9 @@ def _format_value(value) -> str:
     return f"{value:,}" if isinstance(value, (int, float)) else str(value)
 
 
-def _latest_per_city_year(numbers: pd.DataFrame) -> pd.DataFrame:
-    return numbers.sort_values("entry_version").drop_duplicates(KEY, keep="last")
+def newest_versions(versions: pd.DataFrame) -> pd.DataFrame:
+    """The newest version of each city-year."""
+    return versions.sort_values("entry_version").drop_duplicates(KEY, keep="last")
 
 
 def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = None
@@ -158,7 +159,7 @@ def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = 
 def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> list[pd.DataFrame]:
     """Restatements (a prior-year column that differs from that year's own entry) and
     year-over-year jumps, against the latest version of each earlier year."""
-    latest = _latest_per_city_year(v)
+    latest = newest_versions(v)
     found = []
     for lag in (1, 2):
         compared = dict.fromkeys([*PRIOR_YEAR_COLUMNS, *YEAR_OVER_YEAR_FIELDS])
@@ -195,8 +196,7 @@ def latest_valid_versions(versions: pd.DataFrame, issues: pd.DataFrame) -> pd.Da
     fails): what downstream sees."""
     failed = set(issues.loc[issues["severity"] == ERROR, "entry_version"])
     valid = versions[~versions["entry_version"].isin(failed)]
-    return valid.sort_values("entry_version").drop_duplicates(KEY, keep="last").sort_values(
-        KEY, ignore_index=True)
+    return newest_versions(valid).sort_values(KEY, ignore_index=True)
 
 
 def summarise(issues: pd.DataFrame) -> dict[str, int]:
