@@ -16,6 +16,7 @@ from refresh_assets.lib.projections import (
     match_calpers,
     project,
     revenue_growth,
+    statewide_medians,
 )
 
 STATEWIDE_MEDIANS = dg.AssetKey(["analytics", "statewide_growth_medians"])
@@ -37,9 +38,7 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
         analytics_store.ensure_tables(conn)
         validated = load_validated(conn)
         base = base_years(validated)
-        growth = revenue_growth(build_history(validated), base).merge(base[["city", "t0"]])
-        medians = growth.groupby("t0")["g_city"].agg(median_growth="median", cities="size")
-        medians = medians.reset_index().rename(columns={"t0": "base_year"})
+        medians = statewide_medians(base, revenue_growth(build_history(validated), base))
         analytics_store.append_medians(conn, context.run.run_id, medians)
     return dg.MaterializeResult(metadata={
         "medians": dg.MetadataValue.md(medians.to_markdown(index=False, floatfmt=".4f")),

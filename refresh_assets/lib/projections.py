@@ -99,9 +99,12 @@ def revenue_growth(history: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def statewide_medians(base: pd.DataFrame, growth: pd.DataFrame) -> pd.Series:
-    """m(t0): the median g_city of every city projectable from the same base year."""
-    return growth.merge(base[["city", "t0"]], on="city").groupby("t0")["g_city"].median()
+def statewide_medians(base: pd.DataFrame, growth: pd.DataFrame) -> pd.DataFrame:
+    """m(t0): the median g_city of every city projectable from the same base year, with
+    how many cities share that base year."""
+    by_base_year = growth.merge(base[["city", "t0"]], on="city").groupby("t0")["g_city"]
+    medians = by_base_year.agg(median_growth="median", cities="size")
+    return medians.reset_index().rename(columns={"t0": "base_year"})
 
 
 def normalise_name(name: str) -> str:
@@ -262,7 +265,7 @@ def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: in
     history = build_history(entries, up_to_year)
     base = base_years(entries, up_to_year)
     growth = revenue_growth(history, base)
-    medians = statewide_medians(base, growth)
+    medians = statewide_medians(base, growth).set_index("base_year")["median_growth"]
     match = match_calpers(entries["city"], calpers)
     yearly, summary = project(base, growth, medians, match.schedules, history)
     return yearly, summary, match
