@@ -169,9 +169,9 @@ def append_projections(conn, run_id: str, yearly: pd.DataFrame, summary: pd.Data
         copy_frame(cur, PROJECTION_SUMMARIES, _with_keys(summary, run_id), SUMMARY_COLUMNS)
 
 
-def _latest_two_runs(conn, table: sql.Identifier, time_column: str,
-                     city_keys: Sequence[str]) -> pd.DataFrame:
-    """Rows of the latest and the previous run per city (rank 1 and 2)."""
+def _latest_runs(conn, table: sql.Identifier, time_column: str, city_keys: Sequence[str],
+                 runs: int) -> pd.DataFrame:
+    """Rows of each city's latest `runs` runs, with their rank (1 = latest)."""
     query = sql.SQL("""
         with runs as (
             select city_key, run_id, max({time}) as at from {table}
@@ -183,25 +183,24 @@ def _latest_two_runs(conn, table: sql.Identifier, time_column: str,
         )
         select ranked.run_rank, t.* from {table} as t
         join ranked using (city_key, run_id)
-        where ranked.run_rank <= 2
+        where ranked.run_rank <= %s
     """).format(time=sql.Identifier(time_column), table=table)
     with conn.cursor() as cur:
-        cur.execute(query, (list(city_keys),))
+        cur.execute(query, (list(city_keys), runs))
         columns = [d.name for d in cur.description]
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
 def latest_and_previous_scores(conn, city_keys: Sequence[str]) -> pd.DataFrame:
-    return _latest_two_runs(conn, SCORES, "scored_at", city_keys)
+    return _latest_runs(conn, SCORES, "scored_at", city_keys, runs=2)
 
 
 def latest_and_previous_projections(conn, city_keys: Sequence[str]) -> pd.DataFrame:
-    return _latest_two_runs(conn, PROJECTION_SUMMARIES, "projected_at", city_keys)
+    return _latest_runs(conn, PROJECTION_SUMMARIES, "projected_at", city_keys, runs=2)
 
 
 def latest_projection_years(conn, city_keys: Sequence[str]) -> pd.DataFrame:
-    rows = _latest_two_runs(conn, PROJECTION_YEARS, "projected_at", city_keys)
-    return rows[rows["run_rank"] == 1] if not rows.empty else rows
+    return _latest_runs(conn, PROJECTION_YEARS, "projected_at", city_keys, runs=1)
 
 
 def record_refresh_operations(conn, operations: pd.DataFrame) -> None:
