@@ -14,6 +14,7 @@ from refresh_assets.cli.common import export_environment, settings_or_exit, step
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
 from refresh_assets.lib.database import MARTS_SCHEMA, table_row_counts
 from refresh_assets.lib.embedded_postgres import find_server_binaries
+from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
 from refresh_assets.lib.runtime import ensure_database
 from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
 
@@ -58,7 +59,7 @@ def _run_main_job(settings: Settings) -> None:
     # policies), then the dbt models on top.
     tags = {"dagster/asset_partition_range_start": cities[0],
             "dagster/asset_partition_range_end": cities[-1],
-            "refresh/trigger": "manual"}
+            TRIGGER_TAG: "manual"}
     _run(
         [_venv_program("dagster"), "job", "execute", "-m", "refresh_assets.definitions",
          "-j", MAIN_JOB, "--tags", json.dumps(tags)],

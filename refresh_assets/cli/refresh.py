@@ -11,9 +11,11 @@ import click
 
 from refresh_assets.cli.common import export_environment, settings_or_exit
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_key, closest_city, known_cities
+from refresh_assets.lib.run_tags import CITY as CITY_TAG
+from refresh_assets.lib.run_tags import REQUESTED_BY as REQUESTED_BY_TAG
+from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
 from refresh_assets.lib.runtime import server_address
 
-CITY_TAG, TRIGGER_TAG, REQUESTED_BY_TAG = "refresh/city", "refresh/trigger", "refresh/requested_by"
 JOB = "refresh_city"
 
 

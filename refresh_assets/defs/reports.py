@@ -20,10 +20,10 @@ from refresh_assets.lib.change_report import (
 from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.fiscal_store import load_validated
 from refresh_assets.lib.notify import send_html, smtp_settings
+from refresh_assets.lib.run_tags import CITY as CITY_TAG
+from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
 
 CHANGE_REPORT = dg.AssetKey(["reports", "change_report"])
-TRIGGER_TAG = "refresh/trigger"
-CITY_TAG = "refresh/city"
 
 
 def refresh_trigger(tags: dict[str, str]) -> str:

@@ -9,11 +9,12 @@ import dagster as dg
 from refresh_assets.defs.entries import fiscal_entries
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.projections import projections, statewide_growth_medians
-from refresh_assets.defs.reports import CITY_TAG, TRIGGER_TAG, change_report
+from refresh_assets.defs.reports import change_report
 from refresh_assets.defs.resources import SourceFilesResource
 from refresh_assets.defs.risk import risk_scores
 from refresh_assets.defs.validation import validated_fiscal_data
 from refresh_assets.lib.entry_watch import scan_entries
+from refresh_assets.lib.run_tags import CHANGED_FILES, CITY, TRIGGER
 
 refresh_city_job = dg.define_asset_job(
     name="refresh_city",
@@ -43,8 +44,7 @@ def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: Source
         dg.RunRequest(
             partition_key=city,
             run_key=f"{city}:{changes.fingerprint(city)}",
-            tags={TRIGGER_TAG: "sensor", CITY_TAG: city,
-                  "refresh/changed_files": ", ".join(sorted(paths))[:1000]},
+            tags={TRIGGER: "sensor", CITY: city, CHANGED_FILES: ", ".join(sorted(paths))[:1000]},
         )
         for city, paths in sorted(changes.changed_by_city.items()) if city
     ]
