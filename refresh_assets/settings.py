@@ -37,6 +37,9 @@ DATA_DIR = PROJECT_DIR / "data"
 DEFAULT_PG_PORT = 54329
 WAREHOUSE_DB = "warehouse"
 DAGSTER_DB = "dagster"
+# Stakeholder email (see lib/notify.py); all optional.
+SMTP_VARIABLES = tuple(f"REFRESH_SMTP_{name}" for name in (
+    "HOST", "PORT", "SECURITY", "USER", "PASSWORD", "SENDER", "RECIPIENTS"))
 
 
 @dataclass(frozen=True)

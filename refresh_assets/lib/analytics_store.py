@@ -19,9 +19,6 @@ PROJECTION_YEARS = sql.Identifier(ANALYTICS_SCHEMA, "projection_years")
 PROJECTION_SUMMARIES = sql.Identifier(ANALYTICS_SCHEMA, "projection_summaries")
 REFRESH_OPERATIONS = sql.Identifier(OPS_SCHEMA, "refresh_operations")
 
-_INDICATOR_DDL = ",\n    ".join(
-    f"{i}_ratio numeric(16, 2), {i}_points numeric(6, 2) not null, {i}_risk text not null"
-    for i in INDICATORS)
 SCORE_TABLE_COLUMNS = ("run_id", "city_key", "city", "fiscal_year", "entry_version",
                        "methodology_version", "overall_points", "overall_risk",
                        "gf_reserves_trend",
@@ -39,104 +36,6 @@ OPERATION_COLUMNS = ("run_id", "city_key", "city", "trigger", "entry_version",
                      "overall_risk", "previous_cliff_year", "cliff_year", "status",
                      "duration_seconds", "error", "report_path")
 
-DDL = f"""
-create table if not exists {ANALYTICS_SCHEMA}.risk_scores (
-    run_id text not null,
-    scored_at timestamptz not null default now(),
-    city_key text not null,
-    city text not null,
-    fiscal_year integer not null,
-    entry_version bigint,
-    methodology_version text not null,
-    overall_points numeric(6, 2) not null,
-    overall_risk text not null,
-    gf_reserves_trend numeric(16, 2),
-    {_INDICATOR_DDL}
-);
-create index if not exists risk_scores_city on {ANALYTICS_SCHEMA}.risk_scores (city_key, scored_at);
-
-create table if not exists {ANALYTICS_SCHEMA}.statewide_growth_medians (
-    run_id text not null,
-    computed_at timestamptz not null default now(),
-    base_year integer not null,
-    median_growth double precision,
-    cities integer not null
-);
-
-create table if not exists {ANALYTICS_SCHEMA}.projection_years (
-    run_id text not null,
-    projected_at timestamptz not null default now(),
-    city_key text not null,
-    city text not null,
-    scenario text not null,
-    base_year integer not null,
-    k integer not null,
-    fiscal_year integer not null,
-    revenue double precision not null,
-    expenditures double precision not null,
-    pension_expenditures double precision not null,
-    fund_balance double precision not null
-);
-create index if not exists projection_years_city
-    on {ANALYTICS_SCHEMA}.projection_years (city_key, projected_at);
-
-create table if not exists {ANALYTICS_SCHEMA}.projection_summaries (
-    run_id text not null,
-    projected_at timestamptz not null default now(),
-    city_key text not null,
-    city text not null,
-    scenario text not null,
-    base_year integer not null,
-    revenue_base double precision not null,
-    expenditures_base double precision not null,
-    fund_balance_base double precision not null,
-    below_zero_at_base boolean not null,
-    cliff_year integer,
-    reserve_breach_year integer,
-    severity text not null,
-    gap_to_close double precision not null,
-    gap_share_of_expenditures double precision,
-    gap_share_of_revenue double precision,
-    fund_balance_year_10 double precision not null,
-    g_city double precision,
-    n_rates integer not null,
-    m_t0 double precision,
-    g double precision,
-    s double precision not null,
-    phi double precision not null,
-    pension_base double precision not null,
-    pension_schedule_source text not null,
-    anchor double precision not null,
-    methodology_version text not null,
-    entry_version bigint
-);
-create index if not exists projection_summaries_city
-    on {ANALYTICS_SCHEMA}.projection_summaries (city_key, projected_at);
-
-create table if not exists {OPS_SCHEMA}.refresh_operations (
-    run_id text not null,
-    recorded_at timestamptz not null default now(),
-    city_key text not null,
-    city text,
-    trigger text not null,
-    entry_version bigint,
-    previous_overall_points numeric(6, 2),
-    overall_points numeric(6, 2),
-    previous_overall_risk text,
-    overall_risk text,
-    previous_cliff_year integer,
-    cliff_year integer,
-    status text not null check (status in ('success', 'failure')),
-    duration_seconds double precision,
-    error text,
-    report_path text
-);
-"""
-
-
-def ensure_tables(conn) -> None:
-    with conn.cursor() as cur:
-        cur.execute(DDL)
 
 
 def _with_keys(frame: pd.DataFrame, run_id: str) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import URL, make_url
 
+from refresh_assets.lib.migrations import migrate
 from refresh_assets.settings import DAGSTER_DB, WAREHOUSE_DB
 
 RAW_SCHEMA = "raw"
@@ -24,14 +25,6 @@ STAGING_SCHEMA = "staging"
 INTERMEDIATE_SCHEMA = "intermediate"
 MARTS_SCHEMA = "marts"
 OPS_SCHEMA = "ops"
-WAREHOUSE_SCHEMAS = (
-    RAW_SCHEMA,
-    ANALYTICS_SCHEMA,
-    STAGING_SCHEMA,
-    INTERMEDIATE_SCHEMA,
-    MARTS_SCHEMA,
-    OPS_SCHEMA,
-)
 
 
 @dataclass(frozen=True)
@@ -127,17 +120,27 @@ def ensure_databases(address: ServerAddress) -> list[str]:
     return created
 
 
-def ensure_warehouse_schemas(address: ServerAddress) -> None:
-    with warehouse_connection(address) as conn, conn.cursor() as cur:
-        for schema in WAREHOUSE_SCHEMAS:
-            cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+def migrate_warehouse(address: ServerAddress) -> list[str]:
+    """Applies the warehouse's pending schema migrations; returns their file names."""
+    conn = connect(address)
+    conn.autocommit = True  # each migration commits on its own
+    try:
+        return [m.path.name for m in migrate(conn)]
+    finally:
+        conn.close()
 
 
-def bootstrap(address: ServerAddress) -> list[str]:
-    """Idempotently prepares the server: both databases and every warehouse schema."""
+@dataclass(frozen=True)
+class Bootstrapped:
+    databases_created: list[str]
+    migrations_applied: list[str]
+
+
+def bootstrap(address: ServerAddress) -> Bootstrapped:
+    """Idempotently prepares the server: both databases, then the warehouse migrations
+    (schemas, tables, indexes). The only place where the warehouse's schema changes."""
     created = ensure_databases(address)
-    ensure_warehouse_schemas(address)
-    return created
+    return Bootstrapped(created, migrate_warehouse(address))
 
 
 def table_row_counts(address: ServerAddress, schema: str) -> dict[str, int]:

@@ -123,13 +123,11 @@ BULK_DOCUMENT_TITLE = (
 
 
 def bulk_rows_as_versions(frame: pd.DataFrame, source_name: str) -> pd.DataFrame:
-    """Published rows as entry versions: one source per city-year, checksummed by content
-    (vectorised), so a re-import of unchanged rows adds nothing."""
-    row_hashes = pd.util.hash_pandas_object(frame[list(FIELD_NAMES)], index=False)
+    """Published rows as entry versions: one source per city-year (the store checksums their
+    content, so a re-import of unchanged rows adds nothing)."""
     return frame.assign(
         source_kind="bulk_import",
         source_path=source_name + "#" + frame["city"] + "/" + frame["fiscal_year"].astype(str),
-        source_checksum=row_hashes.map("{:016x}".format),
         document_title=BULK_DOCUMENT_TITLE,
         entered_by="bulk import",
     )

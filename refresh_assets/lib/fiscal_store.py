@@ -11,12 +11,17 @@ downstream reads, and the validation results.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Sequence
+from decimal import Decimal
 
 import pandas as pd
 from psycopg2 import sql
 
 from refresh_assets.lib.cities import city_key
+from refresh_assets.lib.city_locks import lock_cities_for_transaction
 from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, RAW_SCHEMA, copy_frame
 from refresh_assets.lib.fiscal_inputs import FIELD_NAMES, FIELDS
 from refresh_assets.lib.validation import ISSUE_COLUMNS
@@ -29,61 +34,36 @@ SOURCE_COLUMNS = ("source_kind", "source_path", "source_checksum", "document_tit
                   "document_url", "document_pages", "entered_by", "entered_at", "notes")
 ENTRY_COLUMNS = ("city_key", *FIELD_NAMES, *SOURCE_COLUMNS)
 ADDED_COLUMNS = ("entry_version", "city", "fiscal_year", "source_kind", "source_path")
-_FIGURE_DDL = ", ".join(f"{f.name} {f.sql_type}" for f in FIELDS if f.name != "city")
-
-DDL = f"""
-create table if not exists {RAW_SCHEMA}.fiscal_entries (
-    entry_version bigint generated always as identity primary key,
-    city_key text not null,
-    city text not null,
-    {_FIGURE_DDL},
-    source_kind text not null check (source_kind in ('entry_file', 'bulk_import')),
-    source_path text not null,
-    source_checksum text not null,
-    document_title text,
-    document_url text,
-    document_pages jsonb,
-    entered_by text,
-    entered_at timestamptz,
-    notes text,
-    loaded_at timestamptz not null default now()
-);
-create index if not exists fiscal_entries_city_key on {RAW_SCHEMA}.fiscal_entries (city_key);
-create index if not exists fiscal_entries_source_path
-    on {RAW_SCHEMA}.fiscal_entries (source_path, entry_version desc);
-
-create table if not exists {ANALYTICS_SCHEMA}.validated_fiscal_data (
-    city_key text not null,
-    city text not null,
-    {_FIGURE_DDL},
-    entry_version bigint not null,
-    source_kind text not null,
-    source_path text not null,
-    validated_at timestamptz not null default now(),
-    primary key (city, fiscal_year)
-);
-
-create table if not exists {OPS_SCHEMA}.validation_results (
-    run_id text not null,
-    validated_at timestamptz not null default now(),
-    city_key text not null,
-    city text not null,
-    fiscal_year integer not null,
-    entry_version bigint not null,
-    source_path text not null,
-    field text not null,
-    rule text not null,
-    severity text not null check (severity in ('error', 'warning', 'info')),
-    value text,
-    message text not null
-);
-create index if not exists validation_results_city on {OPS_SCHEMA}.validation_results (city_key);
-"""
 
 
-def ensure_tables(conn) -> None:
-    with conn.cursor() as cur:
-        cur.execute(DDL)
+NUMBER_COLUMNS = frozenset(f.name for f in FIELDS if f.sql_type in ("integer", "numeric"))
+# What a version is: every stored value but the bookkeeping (version number, load time).
+CHECKSUM_COLUMNS = tuple(sorted(c for c in ENTRY_COLUMNS if c != "source_checksum"))
+MISSING = "\\N"
+
+
+def _canonical_text(name: str, value) -> str:
+    """One value as text that does not depend on how it was read: numbers as plain decimals
+    without trailing zeros (15000000, 0.5), JSON with sorted keys, missing as \\N."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if name in NUMBER_COLUMNS:
+        number = Decimal(str(value)).normalize()
+        return format(number, "f") if number != 0 else "0"
+    if name == "document_pages":
+        return json.dumps(json.loads(value) if isinstance(value, str) else value,
+                          sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def canonical_checksums(frame: pd.DataFrame) -> pd.Series:
+    """SHA-256 of each row's canonical serialisation: `name=value` for every stored column
+    in name order, joined by newlines (see _canonical_text). Stable across pandas versions,
+    unlike pandas' own row hash, so an unchanged re-import never makes a new version."""
+    texts = [frame[name].map(lambda value, name=name: f"{name}={_canonical_text(name, value)}")
+             for name in CHECKSUM_COLUMNS]
+    rows = texts[0].str.cat(texts[1:], sep="\n") if len(frame) else pd.Series(dtype=str)
+    return rows.map(lambda text: hashlib.sha256(text.encode()).hexdigest())
 
 
 def append_entry_versions(conn, versions: pd.DataFrame) -> pd.DataFrame:
@@ -101,26 +81,30 @@ def append_entry_versions(conn, versions: pd.DataFrame) -> pd.DataFrame:
     for field in FIELDS:
         if field.sql_type == "integer":  # a column with gaps would otherwise print 2019.0
             frame[field.name] = pd.to_numeric(frame[field.name]).astype("Int64")
+    frame["source_checksum"] = canonical_checksums(frame)
+    incoming = sql.Identifier("pg_temp", "incoming_entries")
+    # Two writers of the same city (hence of the same sources) take turns, so they cannot
+    # both add the same version; writers of other cities do not wait.
+    lock_cities_for_transaction(conn, frame["city_key"])
     with conn.cursor() as cur:
-        cur.execute("drop table if exists incoming")
-        cur.execute(sql.SQL("create temporary table incoming (like {} including defaults)"
-                            " on commit drop").format(ENTRIES))
-        cur.execute("alter table incoming drop column entry_version, drop column loaded_at")
-        copy_frame(cur, sql.Identifier("incoming"), frame, ENTRY_COLUMNS)
+        cur.execute(sql.SQL("drop table if exists {}").format(incoming))
+        cur.execute(sql.SQL("create temporary table {} (like {} including defaults)"
+                            " on commit drop").format(incoming, ENTRIES))
+        cur.execute(sql.SQL("alter table {} drop column entry_version, drop column loaded_at")
+                    .format(incoming))
+        copy_frame(cur, incoming, frame, ENTRY_COLUMNS)
         columns = sql.SQL(", ").join(sql.Identifier(c) for c in ENTRY_COLUMNS)
-        # Serialise writers per source, so two runs cannot both add the same version.
-        cur.execute(sql.SQL("lock table {} in share row exclusive mode").format(ENTRIES))
         cur.execute(
             sql.SQL("""
                 insert into {entries} ({columns})
-                select {columns} from incoming as new
+                select {columns} from {incoming} as new
                 where new.source_checksum is distinct from (
                     select latest.source_checksum from {entries} as latest
                     where latest.source_path = new.source_path
                     order by latest.entry_version desc limit 1)
                 order by new.city, new.fiscal_year
                 returning entry_version, city, fiscal_year, source_kind, source_path
-            """).format(entries=ENTRIES, columns=columns)
+            """).format(entries=ENTRIES, columns=columns, incoming=incoming)
         )
         inserted = cur.fetchall()
     return pd.DataFrame(inserted, columns=list(ADDED_COLUMNS))

@@ -3,12 +3,9 @@
 import pandas as pd
 import pytest
 
-from refresh_assets.lib.database import warehouse_connection
-from refresh_assets.lib.fiscal_store import (
-    append_entry_versions,
-    ensure_tables,
-    load_entry_versions,
-)
+from refresh_assets.lib.database import connect, warehouse_connection
+from refresh_assets.lib.fiscal_store import append_entry_versions, load_entry_versions
+from refresh_assets.lib.migrations import available_migrations, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -20,10 +17,8 @@ def version(revenue: float, path: str = "store-test/2019.yaml") -> pd.DataFrame:
 
 
 def test_identical_submissions_add_nothing_and_a_revert_is_a_new_version(warehouse):
-    with warehouse_connection(warehouse) as conn:
-        ensure_tables(conn)
-        with conn.cursor() as cur:
-            cur.execute("delete from raw.fiscal_entries where source_path like 'store-test/%'")
+    with warehouse_connection(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.fiscal_entries where source_path like 'store-test/%'")
     added = []
     for revenue in (1.0, 1.0, 2.0, 1.0):
         with warehouse_connection(warehouse) as conn:
@@ -45,3 +40,30 @@ def test_a_failed_append_inserts_nothing(warehouse):
         cur.execute("select count(*) from raw.fiscal_entries"
                     " where source_path in ('store-test/a.yaml', 'store-test/b.yaml')")
         assert cur.fetchone()[0] == 0
+
+
+def test_the_same_values_read_differently_are_not_a_new_version(warehouse):
+    """The checksum is over canonical values: 15000000, 15000000.0 and "15000000.00" agree."""
+    path = "store-test/canonical.yaml"
+    with warehouse_connection(warehouse) as conn, conn.cursor() as cur:
+        cur.execute("delete from raw.fiscal_entries where source_path = %s", (path,))
+    added = []
+    for revenue in (15_000_000, 15_000_000.0, "15000000.00", "15000000.5"):
+        with warehouse_connection(warehouse) as conn:
+            added.append(len(append_entry_versions(conn, version(revenue, path))))
+    assert added == [1, 0, 0, 1]
+
+
+def test_migrations_are_applied_once_and_recorded(warehouse):
+    """The fixture bootstrapped the server; migrating again applies nothing."""
+    conn = connect(warehouse)
+    conn.autocommit = True
+    try:
+        assert migrate(conn) == []
+        with conn.cursor() as cur:
+            cur.execute("select version, name from ops.schema_migrations order by version")
+            recorded = cur.fetchall()
+    finally:
+        conn.close()
+    assert recorded == [(m.version, m.name) for m in available_migrations()]
+    assert [v for v, _ in recorded] == list(range(1, len(recorded) + 1))
