@@ -5,8 +5,9 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from refresh_assets.defs.outcomes import describe_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
-from refresh_assets.defs.resources import SourceFilesResource, WarehouseResource
+from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
 from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.entries import check_entry_files, entries_to_frame, find_entry_files
 from refresh_assets.lib.fiscal_inputs import (
@@ -14,7 +15,12 @@ from refresh_assets.lib.fiscal_inputs import (
     bulk_rows_as_versions,
     read_fiscal_inputs_csv,
 )
-from refresh_assets.lib.fiscal_store import append_entry_versions, ensure_tables
+from refresh_assets.lib.fiscal_store import (
+    append_entry_versions,
+    form_problems_as_issues,
+    record_issues,
+)
+from refresh_assets.lib.validation import ERROR, first_error_per_city
 
 RAW_FISCAL_ENTRIES = dg.AssetKey(["raw", "fiscal_entries"])
 WELL_FORMED = "entry_files_well_formed"
@@ -34,26 +40,30 @@ def problems_table(rows: list[dict], limit: int = 50) -> dg.MarkdownMetadataValu
     kinds={"python", "postgres"},
     partitions_def=city_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[dg.AssetCheckSpec(WELL_FORMED, asset=RAW_FISCAL_ENTRIES, blocking=True,
-                                   description="Every entry file of the city parses and is "
-                                               "where it says it is.")],
+    check_specs=[dg.AssetCheckSpec(
+        WELL_FORMED, asset=RAW_FISCAL_ENTRIES, blocking=False,
+        description="Every entry file parses and is where it says it is. A city with a "
+                    "malformed file is not refreshed (it keeps its last valid results); the "
+                    "other cities go on.")],
     description=(
         "Every version of every figure: the city's entry files and its rows of the published "
         "data set, appended (never updated) to raw.fiscal_entries. An unchanged submission "
-        "adds nothing; a malformed file adds nothing and fails the blocking check."
+        "adds nothing; a malformed file adds nothing and holds its city back."
     ),
 )
 def fiscal_entries(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     source_files: SourceFilesResource,
+    city_locks: CityLocksResource,  # held for the whole run: one refresh per city
 ):
     cities = list(context.partition_keys)
     bulk_path = Path(source_files.bulk_import_csv)
     try:
         bulk = read_fiscal_inputs_csv(bulk_path)
     except FiscalInputsError as exc:
-        # A Failure shows its message in the UI as is, without a stack trace to dig through.
+        # The published file serves every city: without it no city can be refreshed. A
+        # Failure shows its message in the UI as is, without a stack trace to dig through.
         raise dg.Failure(description=str(exc), metadata={"file": str(bulk_path)}) from exc
     bulk = bulk_rows_as_versions(bulk[bulk["city"].map(city_key).isin(cities)], bulk_path.name)
 
@@ -61,27 +71,31 @@ def fiscal_entries(
     paths = [p for city in cities for p in find_entry_files(entries_dir / city)]
     parsed, problems = check_entry_files(paths, entries_dir)
     incoming = pd.concat([bulk, entries_to_frame(parsed)], ignore_index=True)
+    issues = form_problems_as_issues(problems)
+    errors = first_error_per_city(issues, key="city_key")
 
     with warehouse.connection() as conn:
-        ensure_tables(conn)
         added = append_entry_versions(conn, incoming)
-    for problem in problems:
-        context.log.error(str(problem))
+        record_issues(conn, context.run.run_id, issues)
+        record_failures(context, conn, "ingestion", errors)
 
     yield dg.MaterializeResult(
         metadata={
-            "cities": len(cities),
+            **describe_cities(context, "ingestion", errors, {}),
             "versions_added": len(added),
             "versions_added_by_source": added["source_kind"].value_counts().to_dict(),
             "entry_files_read": len(paths),
-            "entry_files_rejected": len({p.file for p in problems}),
+            "entry_files_rejected": len({p.file for p in problems if p.severity == ERROR}),
         }
     )
     yield dg.AssetCheckResult(
         check_name=WELL_FORMED,
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=not errors,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{len(errors)} city(ies) held back by a malformed entry file"
+                     if errors else "every entry file is well formed"),
         metadata={
+            "cities_held": sorted(errors),
             "problems": len(problems),
             "details": problems_table([p.__dict__ for p in problems]),
         },

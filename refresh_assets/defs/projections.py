@@ -5,16 +5,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
-from refresh_assets.defs.resources import SourceFilesResource, WarehouseResource
+from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
 from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
 from refresh_assets.lib import analytics_store
 from refresh_assets.lib.fiscal_store import load_validated
 from refresh_assets.lib.projections import (
     base_years,
     build_history,
-    match_calpers,
-    project,
+    project_cities,
     revenue_growth,
     statewide_medians,
 )
@@ -35,7 +35,6 @@ PROJECTIONS = dg.AssetKey(["analytics", "projections"])
 )
 def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.connection() as conn:
-        analytics_store.ensure_tables(conn)
         validated = load_validated(conn)
         base = base_years(validated)
         medians = statewide_medians(base, revenue_growth(build_history(validated), base))
@@ -54,30 +53,32 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Ten fiscal years in three scenarios with the fiscal-cliff year, reserve-breach year, "
-        "severity and gap to close; every row carries its assumptions and methodology v1.1."
+        "severity and gap to close; every row carries its assumptions and methodology v1.1. "
+        "Appended when a city's projection changed; a city whose projection fails keeps its "
+        "last one."
     ),
 )
 def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                source_files: SourceFilesResource):
+                source_files: SourceFilesResource,
+                city_locks: CityLocksResource):  # held for the whole run: one refresh per city
     cities = list(context.partition_keys)
     calpers = pd.read_csv(Path(source_files.calpers_valuations_csv))
     with warehouse.connection() as conn:
-        analytics_store.ensure_tables(conn)
-        validated = load_validated(conn, cities)
-        medians = analytics_store.latest_medians(conn)
-        history = build_history(validated)
-        base = base_years(validated)
-        match = match_calpers(validated["city"], calpers)
-        yearly, summary = project(base, revenue_growth(history, base), medians,
-                                  match.schedules, history)
-        analytics_store.append_projections(conn, context.run.run_id, yearly, summary)
-    headline = summary[summary["scenario"] == "base"]
-    if match.unmatched_cities:
+        held = held_cities(context, conn)
+        validated = load_validated(conn, [c for c in cities if c not in held])
+        projected = project_cities(validated, analytics_store.latest_medians(conn), calpers)
+        changed = analytics_store.append_changed_projections(
+            conn, context.run.run_id, projected.yearly, projected.summary)
+        record_failures(context, conn, "projection", projected.errors)
+    headline = projected.summary[projected.summary["scenario"] == "base"]
+    if projected.calpers_unmatched:
         context.log.info("no CalPERS schedule matched (5% pension growth used): "
-                         + ", ".join(match.unmatched_cities))
+                         + ", ".join(projected.calpers_unmatched))
     return dg.MaterializeResult(metadata={
+        **describe_cities(context, "projection", projected.errors, held),
         "cities_projected": len(headline),
+        "cities_with_new_projections": len(changed),
         "cities_without_base_year": sorted(set(validated["city"]) - set(headline["city"])),
         "base_scenario_severity": headline["severity"].value_counts().to_dict(),
-        "calpers_unmatched_cities": match.unmatched_cities,
+        "calpers_unmatched_cities": projected.calpers_unmatched,
     })

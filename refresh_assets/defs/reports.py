@@ -6,34 +6,30 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from refresh_assets.defs.partitions import city_partitions
+from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
+from refresh_assets.defs.partitions import city_partitions, run_city_keys
 from refresh_assets.defs.projections import PROJECTIONS
-from refresh_assets.defs.resources import ReportsResource, WarehouseResource
-from refresh_assets.defs.risk import RISK_SCORES
-from refresh_assets.lib import analytics_store
-from refresh_assets.lib.change_report import (
-    city_changes,
-    fund_balance_chart,
-    markdown_summary,
-    render_report,
+from refresh_assets.defs.resources import (
+    CityLocksResource,
+    ReportsResource,
+    SmtpResource,
+    WarehouseResource,
 )
-from refresh_assets.lib.cities import city_key
+from refresh_assets.defs.risk import RISK_SCORES
+from refresh_assets.lib import analytics_store, refresh_outcomes
+from refresh_assets.lib.change_report import (
+    compose_email,
+    markdown_summary,
+    plan_reports,
+    render_isolated,
+    write_report,
+)
+from refresh_assets.lib.cities import city_key, known_cities
 from refresh_assets.lib.fiscal_store import load_validated
-from refresh_assets.lib.notify import send_html, smtp_settings
-from refresh_assets.lib.run_tags import CITY as CITY_TAG
-from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
+from refresh_assets.lib.notify import EmailError, SmtpSettingsError, send_html
+from refresh_assets.lib.run_tags import refresh_trigger
 
 CHANGE_REPORT = dg.AssetKey(["reports", "change_report"])
-
-
-def refresh_trigger(tags: dict[str, str]) -> str:
-    if TRIGGER_TAG in tags:
-        return tags[TRIGGER_TAG]
-    if "dagster/sensor_name" in tags:
-        return "sensor"
-    if "dagster/schedule_name" in tags:
-        return "schedule"
-    return "manual"
 
 
 @dg.asset(
@@ -45,78 +41,111 @@ def refresh_trigger(tags: dict[str, str]) -> str:
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Per refreshed city: an HTML report of what changed (indicators before/after, cliff "
-        "year, prior-year changes, a fund-balance chart), a row in ops.refresh_operations, "
-        "and an email to stakeholders when SMTP is configured."
+        "year, prior-year changes, a fund-balance chart), rendered again only when what it "
+        "shows changed; the city's row in ops.refresh_operations; an email to stakeholders "
+        "when SMTP is configured (its outcome in ops.notifications, never a failed refresh)."
     ),
 )
 def change_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                  reports: ReportsResource):
-    cities = list(context.partition_keys)
+                  reports: ReportsResource, smtp: SmtpResource,
+                  city_locks: CityLocksResource):  # held for the whole run: one refresh per city
     run = context.run
     with warehouse.connection() as conn:
-        analytics_store.ensure_tables(conn)
-        scores = analytics_store.latest_and_previous_scores(conn, cities)
-        summaries = analytics_store.latest_and_previous_projections(conn, cities)
-        years = analytics_store.latest_projection_years(conn, cities)
-        validated = load_validated(conn, cities)
+        held = held_cities(context, conn)
+        todo = [c for c in context.partition_keys if c not in held]
+        scores = analytics_store.latest_and_previous_scores(conn, todo)
+        summaries = analytics_store.latest_and_previous_projections(conn, todo)
+        years = analytics_store.latest_projection_years(conn, todo)
+        validated = load_validated(conn, todo)
+        previous = refresh_outcomes.latest_report_checksums(conn, todo)
+
+    names = {city_key(n): n for n in validated["city"].unique()}
+    planned = plan_reports(names, scores, summaries, years, validated)
+    reports_planned = [p for group in planned.results for p in group]
+    # An unchanged city keeps its report: rendering (the chart above all) is the cost here.
+    stale = [p for p in reports_planned if p.city_key not in previous
+             or previous[p.city_key][0] != p.checksum or not Path(previous[p.city_key][1]).exists()]
+    rendered = render_isolated(stale)
+    html_by_city = {k: v for part in rendered.results for k, v in part.items()}
+    errors = {**planned.errors, **rendered.errors}
+    for key, trace in {**planned.tracebacks, **rendered.tracebacks}.items():
+        context.log.debug(f"{key}: report failed:\n{trace}")
 
     folder = Path(reports.reports_dir)
-    written, operations, summaries_md = [], [], []
     started = context.instance.get_run_record_by_id(run.run_id).start_time or time.time()
-    for name in sorted(validated["city"].unique()):
-        changes = city_changes(name, scores, summaries, validated)
-        if changes is None:
+    written, operations = [], []
+    for report in reports_planned:
+        if report.city_key in errors:
             continue
-        city_years = years[years["city"] == name] if len(years) else years
-        html = render_report(changes, fund_balance_chart(city_years, name))
-        path = folder / city_key(name) / f"{run.run_id}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(html)
-        (path.parent / "latest.html").write_text(html)
-        written.append((changes, path, html))
-        summaries_md.append(markdown_summary(changes))
+        changes = report.changes
+        if report.city_key in html_by_city:
+            path = write_report(folder, report.city_key, run.run_id, html_by_city[report.city_key])
+            written.append((changes, path, html_by_city[report.city_key]))
+        else:
+            path = Path(previous[report.city_key][1])
         operations.append({
-            "run_id": run.run_id, "city_key": city_key(name), "city": name,
-            "trigger": refresh_trigger(run.tags), "entry_version": changes.entry_version,
+            "city_key": report.city_key, "city": changes.city,
+            "entry_version": changes.entry_version,
             "previous_overall_points": changes.overall_before,
             "overall_points": changes.overall_after,
             "previous_overall_risk": changes.level_before, "overall_risk": changes.level_after,
             "previous_cliff_year": changes.cliff_before, "cliff_year": changes.cliff_after,
-            "status": "success", "duration_seconds": round(time.time() - started, 1),
-            "error": None, "report_path": str(path),
+            "duration_seconds": round(time.time() - started, 1),
+            "report_path": str(path), "report_checksum": report.checksum,
         })
+    # A city with no score at all (no validated year) has nothing to report; it still counts
+    # as refreshed, so every city of the run ends with one outcome.
+    reported = {o["city_key"] for o in operations}
+    operations += [{"city_key": c, "city": known_cities().get(c, c)} for c in todo
+                   if c not in reported and c not in errors]
     with warehouse.connection() as conn:
-        analytics_store.record_refresh_operations(conn, pd.DataFrame(operations))
+        refresh_outcomes.record_successes(conn, run.run_id, refresh_trigger(run.tags),
+                                          pd.DataFrame(operations))
+        record_failures(context, conn, "report", errors)
+        emailed = _email_stakeholders(context, conn, smtp, written)
 
-    emailed = _email_stakeholders(context, written)
     first = written[0] if written else None
     return dg.MaterializeResult(metadata={
+        **describe_cities(context, "report", errors, held),
         "reports_written": len(written),
+        "reports_unchanged": len(reports_planned) - len(stale),
         "report_path": dg.MetadataValue.path(str(first[1])) if first else "none",
         "reports_folder": dg.MetadataValue.path(str(folder)),
-        "summary": dg.MetadataValue.md("\n\n".join(summaries_md[:20]) or "no city scored"),
-        "emailed_to": emailed,
+        "summary": dg.MetadataValue.md("\n\n".join(markdown_summary(c) for c, _, _ in written[:20])
+                                       or "no report changed"),
+        "email": emailed,
     })
 
 
-def _email_stakeholders(context, written) -> list[str]:
-    """One email per run: the report itself for one city, a digest for several."""
-    settings = smtp_settings()
-    if settings is None or not written:
-        return []
-    if len(written) == 1:
-        changes, _, html = written[0]
-        subject, text = f"What changed: {changes.headline}", changes.headline
+def _email_stakeholders(context: dg.AssetExecutionContext, conn, smtp: SmtpResource,
+                        written) -> str:
+    """One email per run for the reports written; its outcome is recorded in ops.notifications
+    and returned for the metadata. A failed email never fails the refresh: the reports are
+    stored, and the operator is told which setting to check."""
+    if not written:
+        return "nothing new to send"
+    try:
+        settings = smtp.settings()
+    except SmtpSettingsError as exc:
+        settings, error = None, str(exc)
     else:
-        moved = [(c, p) for c, p, _ in written if c.level_before != c.level_after
-                 or c.cliff_before != c.cliff_after]
-        subject = f"What changed: {len(written)} cities refreshed, {len(moved)} moved"
-        items = "".join(f"<li>{c.headline} — <code>{p}</code></li>" for c, p in moved)
-        html = (f"<h1>{subject}</h1><ul>{items or '<li>no level or cliff year moved</li>'}</ul>")
-        text = subject + "\n" + "\n".join(f"{c.headline}: {p}" for c, p in moved)
-    send_html(settings, subject, html, text)
-    context.log.info(f"emailed the change report to {len(settings.recipients)} recipient(s)")
-    return list(settings.recipients)
+        if settings is None:
+            return "off (REFRESH_SMTP_HOST is not set)"
+        error = None
+    subject, html, text = compose_email(written)
+    if settings is not None:
+        try:
+            send_html(settings, subject, html, text)
+        except EmailError as exc:
+            error = str(exc)
+    recipients = settings.recipients if settings else ()
+    refresh_outcomes.record_notification(conn, context.run.run_id, "email", subject, recipients,
+                                         error)
+    if error:
+        context.log.error(f"the change reports are stored, but the email failed: {error}")
+        return f"failed: {error}"
+    context.log.info(f"emailed the change report to {len(recipients)} recipient(s)")
+    return f"sent to {', '.join(recipients)}"
 
 
 @dg.run_failure_sensor(
@@ -124,16 +153,20 @@ def _email_stakeholders(context, written) -> list[str]:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def refresh_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource):
-    """Records a failed refresh in ops.refresh_operations, with the error."""
+    """Records a failed run: each of its cities that has no outcome yet fails at stage "run"
+    with the run's error (cities already recorded keep their outcome: one per run and city)."""
     run = context.dagster_run
-    city = run.tags.get("dagster/partition") or run.tags.get(CITY_TAG) or "(several cities)"
+    cities = run_city_keys(run, context.instance)
+    if not cities:
+        return
     record = context.instance.get_run_record_by_id(run.run_id)
     duration = (record.end_time - record.start_time) if record and record.start_time \
         and record.end_time else None
+    names = known_cities()
     with warehouse.connection() as conn:
-        analytics_store.ensure_tables(conn)
-        analytics_store.record_refresh_operations(conn, pd.DataFrame([{
-            "run_id": run.run_id, "city_key": city, "city": None,
-            "trigger": refresh_trigger(run.tags), "status": "failure",
-            "duration_seconds": duration, "error": context.failure_event.message[:2000],
-        }]))
+        refresh_outcomes.record_failures(conn, run.run_id, refresh_trigger(run.tags), "run",
+                                         pd.DataFrame({
+                                             "city_key": cities,
+                                             "city": [names.get(c, c) for c in cities],
+                                             "duration_seconds": duration,
+                                             "error": context.failure_event.message[:2000]}))

@@ -1,4 +1,5 @@
-"""Resources shared by the assets: the warehouse connection and the dbt CLI."""
+"""Resources shared by the assets: the warehouse connection, the run's city locks, the
+source files, the reports folder, email and the dbt CLI."""
 
 import sys
 from collections.abc import Iterator
@@ -8,9 +9,13 @@ from pathlib import Path
 import dagster as dg
 import psycopg2.extensions
 from dagster_dbt import DbtCliResource
+from pydantic import PrivateAttr
 
 from refresh_assets.defs.dbt_project import dbt_project
+from refresh_assets.defs.partitions import run_city_keys
+from refresh_assets.lib.city_locks import CityRunLocks
 from refresh_assets.lib.database import ServerAddress, warehouse_connection
+from refresh_assets.lib.notify import SmtpSettings, smtp_settings
 from refresh_assets.settings import DATA_DIR
 
 
@@ -39,6 +44,50 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
 
 
+class CityLocksResource(dg.ConfigurableResource):
+    """Holds a PostgreSQL advisory lock on each of the run's cities from the run's start to
+    its end, so a city is refreshed by one run at a time whichever way the run was launched
+    (the queue's tag limits only see queued runs). A second run of a city waits, and says
+    which run it waits for; runs of different cities never wait on each other."""
+
+    warehouse: WarehouseResource
+    _locks: CityRunLocks | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        run = context.dagster_run
+        cities = run_city_keys(run, context.instance)
+
+        def waiting(city: str, holder: str | None) -> None:
+            context.log.warning(f"{city} is being refreshed by run {holder or '(unknown)'}; "
+                                "waiting for it to finish")
+
+        self._locks = CityRunLocks(self.warehouse.address(), run.run_id, cities, waiting)
+        self._locks.__enter__()
+        context.log.info(f"holding the refresh lock of {len(cities)} city(ies)")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._locks is not None:
+            self._locks.__exit__(None, None, None)
+
+
+class SmtpResource(dg.ConfigurableResource):
+    """Stakeholder email settings, from the REFRESH_SMTP_* variables (empty: no email).
+    Checked when an email is sent, so a bad setting fails the email, never the refresh."""
+
+    host: str = ""
+    port: str = ""
+    security: str = ""
+    user: str = ""
+    password: str = ""
+    sender: str = ""
+    recipients: str = ""
+
+    def settings(self) -> SmtpSettings | None:
+        """Raises SmtpSettingsError naming the variable at fault."""
+        return smtp_settings({f"REFRESH_SMTP_{name.upper()}": getattr(self, name)
+                              for name in SmtpResource.model_fields})
+
+
 class SourceFilesResource(dg.ConfigurableResource):
     """Where the figures come from: operator entry files and the published bulk data set."""
 
@@ -60,14 +109,18 @@ def _dbt_executable() -> str:
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
+    warehouse = WarehouseResource(
+        host=dg.EnvVar("REFRESH_DB_HOST"),
+        port=dg.EnvVar.int("REFRESH_DB_PORT"),
+        user=dg.EnvVar("REFRESH_DB_USER"),
+        password=dg.EnvVar("REFRESH_DB_PASSWORD"),
+        database=dg.EnvVar("REFRESH_DB_WAREHOUSE"),
+    )
     return {
-        "warehouse": WarehouseResource(
-            host=dg.EnvVar("REFRESH_DB_HOST"),
-            port=dg.EnvVar.int("REFRESH_DB_PORT"),
-            user=dg.EnvVar("REFRESH_DB_USER"),
-            password=dg.EnvVar("REFRESH_DB_PASSWORD"),
-            database=dg.EnvVar("REFRESH_DB_WAREHOUSE"),
-        ),
+        "warehouse": warehouse,
+        "city_locks": CityLocksResource(warehouse=warehouse),
+        "smtp": SmtpResource(**{name: dg.EnvVar(f"REFRESH_SMTP_{name.upper()}")
+                                for name in SmtpResource.model_fields}),
         "source_files": SourceFilesResource(entries_dir=dg.EnvVar("REFRESH_ENTRIES_DIR")),
         "reports": ReportsResource(reports_dir=dg.EnvVar("REFRESH_REPORTS_DIR")),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),

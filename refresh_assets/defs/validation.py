@@ -3,25 +3,29 @@
 import dagster as dg
 
 from refresh_assets.defs.entries import RAW_FISCAL_ENTRIES, problems_table
+from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
-from refresh_assets.defs.resources import WarehouseResource
+from refresh_assets.defs.resources import CityLocksResource, WarehouseResource
+from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.fiscal_store import (
-    ensure_tables,
     load_entry_versions,
-    record_validation_results,
+    load_validated,
+    record_city_validations,
+    record_issues,
     replace_validated,
 )
 from refresh_assets.lib.validation import (
     ERROR,
     ValidationPolicy,
-    latest_valid_versions,
-    newest_versions,
+    first_error_per_city,
     summarise,
+    validate_cities,
     validate_versions,
 )
 
 VALIDATED_FISCAL_DATA = dg.AssetKey(["analytics", "validated_fiscal_data"])
 NO_ERRORS = "no_validation_errors"
+STORED_ROWS_VALID = "stored_rows_pass_error_rules"
 
 
 class ValidationConfig(dg.Config):
@@ -36,50 +40,70 @@ class ValidationConfig(dg.Config):
     deps=[RAW_FISCAL_ENTRIES],
     partitions_def=city_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=[dg.AssetCheckSpec(NO_ERRORS, asset=VALIDATED_FISCAL_DATA, blocking=True,
-                                   description="The newest version of every city-year passes "
-                                               "every error rule.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            NO_ERRORS, asset=VALIDATED_FISCAL_DATA, blocking=False,
+            description="The current version of every city-year passes every error rule. A "
+                        "city whose current version fails is held back (it keeps its last "
+                        "valid results); the other cities go on."),
+        dg.AssetCheckSpec(
+            STORED_ROWS_VALID, asset=VALIDATED_FISCAL_DATA, blocking=True,
+            description="Read back from the warehouse, no stored validated row breaks an "
+                        "error rule: nothing invalid can reach scores, projections or marts."),
+    ],
     description=(
-        "Per city and fiscal year, the newest version of the figures that passed validation. "
-        "A newer version with errors is recorded in ops.validation_results and fails the "
-        "blocking check; downstream stays on the last valid version."
+        "Per city and fiscal year, the version of the figures that counts (an operator's "
+        "entry outranks the bulk import; then the later ingest) among those that passed "
+        "validation. Every issue is recorded in ops.validation_results; a city whose current "
+        "version is refused is held back and named in the check and in ops.refresh_operations."
     ),
 )
 def validated_fiscal_data(
-    context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: WarehouseResource,
+    city_locks: CityLocksResource,  # held for the whole run: one refresh per city
 ):
     cities = list(context.partition_keys)
     policy = ValidationPolicy(year_over_year_jump=config.year_over_year_jump)
     with warehouse.connection() as conn:
-        ensure_tables(conn)
-        versions = load_entry_versions(conn, cities)
-        issues = validate_versions(versions, policy)
-        valid = latest_valid_versions(versions, issues)
-        newest = newest_versions(versions)
-        # Keep the issues of what is used now and of anything newer that was refused.
-        shown_versions = set(newest["entry_version"]) | set(valid["entry_version"])
-        recorded = issues[issues["entry_version"].isin(shown_versions)]
-        replace_validated(conn, cities, valid)
-        record_validation_results(conn, context.run.run_id, recorded)
+        held = held_cities(context, conn)
+        outcome = validate_cities(load_entry_versions(conn, cities), policy)
+        refused = outcome.refused.assign(city_key=outcome.refused["city"].map(city_key))
+        errors = {k: v for k, v in first_error_per_city(refused, key="city_key").items()
+                  if k not in held}
+        replace_validated(conn, cities, outcome.valid)
+        record_issues(conn, context.run.run_id, outcome.recorded)
+        record_city_validations(conn, context.run.run_id, cities)
+        record_failures(context, conn, "validation", errors)
+        # Read back what downstream will read, and check it independently of the choice above.
+        stored = load_validated(conn, cities)
+    stored_errors = validate_versions(stored, policy)
+    stored_errors = stored_errors[stored_errors["severity"] == ERROR]
 
-    blocking = recorded[(recorded["severity"] == ERROR)
-                        & recorded["entry_version"].isin(newest["entry_version"])]
-    counts = summarise(recorded)
+    counts = summarise(outcome.recorded)
     yield dg.MaterializeResult(
         metadata={
-            "dagster/row_count": len(valid),
-            "city_years_refused_newest_version": int(
-                blocking[["city", "fiscal_year"]].drop_duplicates().shape[0]),
+            **describe_cities(context, "validation", errors, held),
+            "dagster/row_count": len(outcome.valid),
             **{f"{severity}s": n for severity, n in counts.items()},
         }
     )
     yield dg.AssetCheckResult(
         check_name=NO_ERRORS,
-        passed=blocking.empty,
-        severity=dg.AssetCheckSeverity.ERROR,
+        passed=refused.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{len(set(refused['city_key']))} city(ies) held back: their current "
+                     "version breaks an error rule" if len(refused) else "no error"),
         metadata={
-            "errors": len(blocking),
+            "cities_held": sorted(set(refused["city_key"])),
+            "errors": len(refused),
             "warnings": counts["warning"],
-            "details": problems_table(blocking.to_dict("records")),
+            "details": problems_table(refused.drop(columns="city_key").to_dict("records")),
         },
+    )
+    yield dg.AssetCheckResult(
+        check_name=STORED_ROWS_VALID,
+        passed=stored_errors.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows_checked": len(stored), "errors": len(stored_errors),
+                  "details": problems_table(stored_errors.to_dict("records"))},
     )

@@ -4,20 +4,22 @@ overwritten, so a change can be explained against the set before it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 from psycopg2 import sql
 
 from refresh_assets.lib.cities import city_key
-from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, copy_frame
+from refresh_assets.lib.database import ANALYTICS_SCHEMA, copy_frame
 from refresh_assets.lib.scoring import INDICATORS
 
 SCORES = sql.Identifier(ANALYTICS_SCHEMA, "risk_scores")
 MEDIANS = sql.Identifier(ANALYTICS_SCHEMA, "statewide_growth_medians")
 PROJECTION_YEARS = sql.Identifier(ANALYTICS_SCHEMA, "projection_years")
 PROJECTION_SUMMARIES = sql.Identifier(ANALYTICS_SCHEMA, "projection_summaries")
-REFRESH_OPERATIONS = sql.Identifier(OPS_SCHEMA, "refresh_operations")
 
 SCORE_TABLE_COLUMNS = ("run_id", "city_key", "city", "fiscal_year", "entry_version",
                        "methodology_version", "overall_points", "overall_risk",
@@ -31,10 +33,6 @@ SUMMARY_COLUMNS = (
     "gap_to_close", "gap_share_of_expenditures", "gap_share_of_revenue", "fund_balance_year_10",
     "g_city", "n_rates", "m_t0", "g", "s", "phi", "pension_base", "pension_schedule_source",
     "anchor", "methodology_version", "entry_version")
-OPERATION_COLUMNS = ("run_id", "city_key", "city", "trigger", "entry_version",
-                     "previous_overall_points", "overall_points", "previous_overall_risk",
-                     "overall_risk", "previous_cliff_year", "cliff_year", "status",
-                     "duration_seconds", "error", "report_path")
 
 
 
@@ -102,8 +100,68 @@ def latest_projection_years(conn, city_keys: Sequence[str]) -> pd.DataFrame:
     return _latest_runs(conn, PROJECTION_YEARS, "projected_at", city_keys, runs=1)
 
 
-def record_refresh_operations(conn, operations: pd.DataFrame) -> None:
-    whole_numbers = {c: "Int64" for c in ("entry_version", "previous_cliff_year", "cliff_year")}
-    frame = operations.reindex(columns=OPERATION_COLUMNS).astype(whole_numbers)
-    with conn.cursor() as cur:
-        copy_frame(cur, REFRESH_OPERATIONS, frame, OPERATION_COLUMNS)
+def latest_scores(conn, city_keys: Sequence[str]) -> pd.DataFrame:
+    return _latest_runs(conn, SCORES, "scored_at", city_keys, runs=1)
+
+
+def latest_projection_summaries(conn, city_keys: Sequence[str]) -> pd.DataFrame:
+    return _latest_runs(conn, PROJECTION_SUMMARIES, "projected_at", city_keys, runs=1)
+
+
+def _cell(value, float_format: str) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    # Whole numbers and decimals alike: an entry version read as 12 or as 12.0 is the same.
+    if isinstance(value, (int, float, Decimal, np.number)):
+        return format(float(value), float_format)
+    return str(value)
+
+
+def _fingerprints(frame: pd.DataFrame, columns: Sequence[str], float_format: str) -> dict:
+    """City -> its rows as sorted text, numbers formatted as they are stored."""
+    if frame.empty:
+        return {}
+    text = pd.DataFrame({c: frame[c].map(lambda v: _cell(v, float_format)) for c in columns})
+    rows = text.iloc[:, 0].str.cat([text[c] for c in columns[1:]], sep="|")
+    return {city: tuple(sorted(group)) for city, group in rows.groupby(frame["city"].values)}
+
+
+def changed_cities(new: pd.DataFrame, stored: pd.DataFrame, columns: Sequence[str],
+                   float_format: str) -> set[str]:
+    """Cities whose newly computed rows differ from their latest stored ones (or that have
+    none stored): only those are appended, so an unchanged refresh writes no new history
+    and the "what changed" report keeps comparing real changes."""
+    before = _fingerprints(stored, columns, float_format)
+    return {city for city, rows in _fingerprints(new, columns, float_format).items()
+            if before.get(city) != rows}
+
+
+def append_changed_scores(conn, run_id: str, scores: pd.DataFrame) -> set[str]:
+    """Appends the scores of the cities whose scores changed; returns those cities."""
+    if scores.empty:
+        return set()
+    stored = latest_scores(conn, sorted(set(scores["city"].map(city_key))))
+    compared = [c for c in SCORE_TABLE_COLUMNS if c not in ("run_id", "city_key")]
+    changed = changed_cities(scores, stored, compared, ".2f")
+    if changed:
+        append_scores(conn, run_id, scores[scores["city"].isin(changed)])
+    return changed
+
+
+def append_changed_projections(conn, run_id: str, yearly: pd.DataFrame,
+                               summary: pd.DataFrame) -> set[str]:
+    """Appends the projections of the cities whose projection changed; returns them."""
+    if summary.empty:
+        return set()
+    keys = sorted(set(summary["city"].map(city_key)))
+    compared_summary = [c for c in SUMMARY_COLUMNS if c not in ("run_id", "city_key")]
+    compared_years = [c for c in YEAR_COLUMNS if c not in ("run_id", "city_key")]
+    changed = (changed_cities(summary, latest_projection_summaries(conn, keys),
+                              compared_summary, ".10g")
+               | changed_cities(yearly, latest_projection_years(conn, keys), compared_years, ".10g"))
+    if changed:
+        append_projections(conn, run_id, yearly[yearly["city"].isin(changed)],
+                           summary[summary["city"].isin(changed)])
+    return changed

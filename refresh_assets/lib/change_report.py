@@ -4,19 +4,21 @@ and a chart of projected fund balance by scenario (matplotlib, embedded as SVG).
 
 from __future__ import annotations
 
+import hashlib
 import io
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # no display: render to files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from refresh_assets.lib.scoring import INDICATORS, MAX_POINTS  # noqa: E402
+from refresh_assets.lib.isolation import Isolated, compute_isolated
+from refresh_assets.lib.scoring import INDICATORS, MAX_POINTS
 
 LEVEL_ORDER = {"High": 0, "Moderate": 1, "Low": 2}  # more points, less risk
 
@@ -106,23 +108,32 @@ def prior_year_changes(validated: pd.DataFrame, fiscal_year: int) -> pd.DataFram
 
 
 def fund_balance_chart(years: pd.DataFrame, city: str) -> str:
-    """Projected unrestricted fund balance by scenario, as an inline SVG ("" if none)."""
+    """Projected unrestricted fund balance by scenario, as an inline SVG ("" if none).
+
+    matplotlib is imported here, not at module import, so loading the Dagster definitions
+    does not pay for it. The figure API (no pyplot) keeps no global state between reports,
+    fixed margins avoid tight_layout's second drawing pass, and a fixed hash salt makes
+    the same data give the same SVG."""
     if years.empty:
         return ""
-    figure, axes = plt.subplots(figsize=(7.5, 3.4))
+    import matplotlib
+    from matplotlib.figure import Figure
+
     colours = {"optimistic": "#2a9d8f", "base": "#264653", "pessimistic": "#e76f51"}
-    for scenario, rows in years.sort_values("fiscal_year").groupby("scenario"):
-        axes.plot(rows["fiscal_year"], rows["fund_balance"] / 1e6, marker="o", markersize=3,
-                  label=scenario, color=colours.get(scenario))
-    axes.axhline(0, color="#999", linewidth=0.8)
-    axes.set_title(f"{city}: projected unrestricted fund balance (USD millions)", fontsize=10)
-    axes.set_xlabel("fiscal year")
-    axes.legend(fontsize=8, frameon=False)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg")
-    plt.close(figure)
+    with matplotlib.rc_context({"svg.hashsalt": "refresh_assets", "svg.fonttype": "none"}):
+        figure = Figure(figsize=(7.5, 3.4))
+        figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.15)
+        axes = figure.subplots()
+        for scenario, rows in years.sort_values("fiscal_year").groupby("scenario"):
+            axes.plot(rows["fiscal_year"], rows["fund_balance"] / 1e6, marker="o", markersize=3,
+                      label=scenario, color=colours.get(scenario))
+        axes.axhline(0, color="#999", linewidth=0.8)
+        axes.set_title(f"{city}: projected unrestricted fund balance (USD millions)", fontsize=10)
+        axes.set_xlabel("fiscal year")
+        axes.legend(fontsize=8, frameon=False)
+        axes.grid(alpha=0.3)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
     return svg[svg.index("<svg"):]  # drop the XML prologue to embed it in HTML
 
@@ -197,3 +208,97 @@ def city_changes(city: str, scores: pd.DataFrame, summaries: pd.DataFrame,
         entry_version=_optional(latest["entry_version"]),
         notes=notes,
     )
+
+
+def report_inputs_checksum(changes: CityChanges, city_years: pd.DataFrame) -> str:
+    """SHA-256 of everything a report shows: equal checksums, equal reports, so an
+    unchanged city's report is not rendered again."""
+    parts = [repr((changes.city, changes.fiscal_year, changes.overall_before,
+                   changes.overall_after, changes.level_before, changes.level_after,
+                   changes.cliff_before, changes.cliff_after, changes.severity,
+                   changes.entry_version, changes.notes)),
+             changes.indicators.to_csv(index=False), changes.prior_year.to_csv(index=False),
+             city_years.sort_values(["scenario", "fiscal_year"]).to_csv(index=False)
+             if len(city_years) else ""]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def render_city_report(changes: CityChanges, city_years: pd.DataFrame) -> str:
+    return render_report(changes, fund_balance_chart(city_years, changes.city))
+
+
+# Below this many reports, starting worker processes costs more than it saves.
+PARALLEL_FROM = 24
+
+
+def render_reports(work: Sequence[tuple[CityChanges, pd.DataFrame]]) -> list[str]:
+    """The HTML of each (changes, years), in order; in worker processes when there are many.
+    Workers are spawned, not forked: the caller (a Dagster run) has threads of its own."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(work) < PARALLEL_FROM or workers < 2:
+        return [render_city_report(changes, years) for changes, years in work]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(render_city_report, *zip(*work, strict=True),
+                             chunksize=max(1, len(work) // (workers * 4))))
+
+
+def write_report(folder: Path, city_key: str, run_id: str, html: str) -> Path:
+    """Writes `<folder>/<city>/<run>.html` and makes it the city's `latest.html`."""
+    path = folder / city_key / f"{run_id}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html)
+    (path.parent / "latest.html").write_text(html)
+    return path
+
+
+def render_digest(subject: str, moved: Sequence[tuple[str, str]]) -> str:
+    """The email of a run that refreshed several cities: the ones whose level or cliff moved."""
+    return TEMPLATES.get_template("digest.html.j2").render(subject=subject, moved=moved)
+
+
+@dataclass(frozen=True)
+class PlannedReport:
+    """A city's report to write: what changed, its projection years, and their checksum."""
+
+    city_key: str
+    changes: CityChanges
+    years: pd.DataFrame
+    checksum: str
+
+
+def plan_reports(cities: dict[str, str], scores: pd.DataFrame, summaries: pd.DataFrame,
+                 years: pd.DataFrame, validated: pd.DataFrame) -> Isolated[list[PlannedReport]]:
+    """What each city's report shows (`cities`: key -> name). A city whose changes cannot
+    be worked out is set aside with its error; a city never scored gets no report."""
+    def plan(group: list[str]) -> list[PlannedReport]:
+        planned = []
+        for key in group:
+            changes = city_changes(cities[key], scores, summaries, validated)
+            if changes is None:
+                continue
+            city_years = years[years["city"] == cities[key]] if len(years) else years
+            planned.append(PlannedReport(key, changes, city_years,
+                                         report_inputs_checksum(changes, city_years)))
+        return planned
+
+    return compute_isolated(sorted(cities), plan)
+
+
+def render_isolated(planned: Sequence[PlannedReport]) -> Isolated[dict[str, str]]:
+    """City key -> HTML of each planned report; a city whose rendering raises is set aside."""
+    by_key = {p.city_key: p for p in planned}
+    return compute_isolated(sorted(by_key), lambda group: dict(zip(group, render_reports(
+        [(by_key[k].changes, by_key[k].years) for k in group]), strict=True)))
+
+
+def compose_email(written: Sequence[tuple[CityChanges, Path, str]]) -> tuple[str, str, str]:
+    """Subject, HTML and text of a run's one email: the report itself for one city, a digest
+    of the cities whose level or cliff year moved for several."""
+    if len(written) == 1:
+        changes, _, html = written[0]
+        return f"What changed: {changes.headline}", html, changes.headline
+    moved = [(c.headline, str(p)) for c, p, _ in written
+             if c.level_before != c.level_after or c.cliff_before != c.cliff_after]
+    subject = f"What changed: {len(written)} cities refreshed, {len(moved)} moved"
+    text = subject + "\n" + "\n".join(f"{headline}: {path}" for headline, path in moved)
+    return subject, render_digest(subject, moved), text

@@ -16,19 +16,22 @@ import json
 import math
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 from psycopg2 import sql
 
-from refresh_assets.lib.cities import city_key
+from refresh_assets.lib.cities import city_key, known_cities
 from refresh_assets.lib.city_locks import lock_cities_for_transaction
 from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, RAW_SCHEMA, copy_frame
+from refresh_assets.lib.entries import Problem
 from refresh_assets.lib.fiscal_inputs import FIELD_NAMES, FIELDS
 from refresh_assets.lib.validation import ISSUE_COLUMNS
 
 ENTRIES = sql.Identifier(RAW_SCHEMA, "fiscal_entries")
 VALIDATED = sql.Identifier(ANALYTICS_SCHEMA, "validated_fiscal_data")
 RESULTS = sql.Identifier(OPS_SCHEMA, "validation_results")
+CITY_VALIDATIONS = sql.Identifier(OPS_SCHEMA, "city_validations")
 
 SOURCE_COLUMNS = ("source_kind", "source_path", "source_checksum", "document_title",
                   "document_url", "document_pages", "entered_by", "entered_at", "notes")
@@ -135,17 +138,57 @@ def replace_validated(conn, city_keys: Sequence[str], validated: pd.DataFrame) -
     return len(validated)
 
 
-def record_validation_results(conn, run_id: str, issues: pd.DataFrame) -> None:
+def form_problems_as_issues(problems: Sequence[Problem]) -> pd.DataFrame:
+    """Entry-file problems (a file that did not parse) as issue rows: no entry version; the
+    city and fiscal year are read from the file's place, `<city key>/<year>.yaml`."""
+    rows = []
+    for problem in problems:
+        folder, _, name = problem.file.partition("/")
+        year = Path(name).stem
+        rows.append({"city_key": folder, "city": known_cities().get(folder, folder),
+                     "fiscal_year": int(year) if year.isdigit() else None,
+                     "entry_version": None, "source_path": problem.file, "field": problem.field,
+                     "rule": problem.rule, "severity": problem.severity,
+                     "value": problem.value, "message": problem.message})
+    return pd.DataFrame(rows, columns=["city_key", *ISSUE_COLUMNS])
+
+
+def record_issues(conn, run_id: str, issues: pd.DataFrame) -> None:
+    """Stores issues (value rules' or entry files' form problems) found by this run."""
     if issues.empty:
         return
-    frame = issues.assign(run_id=run_id, city_key=issues["city"].map(city_key))
+    frame = issues.assign(run_id=run_id)
+    if "city_key" not in frame:
+        frame["city_key"] = frame["city"].map(city_key)
+    for column in ("fiscal_year", "entry_version"):  # missing for form problems
+        frame[column] = pd.to_numeric(frame[column]).astype("Int64")
     with conn.cursor() as cur:
         copy_frame(cur, RESULTS, frame, ("run_id", "city_key", *ISSUE_COLUMNS))
 
 
+def record_city_validations(conn, run_id: str, city_keys: Sequence[str]) -> None:
+    """One row per city validated by this run, clean or not, counting the issues this run
+    stored for it: the current issues of a city are those of its latest row."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("""
+            insert into {validations} (run_id, city_key, errors, warnings, infos)
+            select %(run)s, cities.city_key,
+                   count(*) filter (where issue.severity = 'error'),
+                   count(*) filter (where issue.severity = 'warning'),
+                   count(*) filter (where issue.severity = 'info')
+            from unnest(%(cities)s::text[]) as cities (city_key)
+            left join {results} as issue
+                on issue.run_id = %(run)s and issue.city_key = cities.city_key
+            group by cities.city_key
+        """).format(validations=CITY_VALIDATIONS, results=RESULTS),
+            {"run": run_id, "cities": sorted(set(city_keys))})
+
+
 def load_validated(conn, city_keys: Sequence[str] | None = None) -> pd.DataFrame:
-    """The validated figures (one row per city-year), of these cities or of all."""
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*FIELD_NAMES, "entry_version"))
+    """The validated figures (one row per city-year) with the version and source each came
+    from, of these cities or of all."""
+    names = (*FIELD_NAMES, "entry_version", "source_kind", "source_path")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
     query = sql.SQL("select {} from {}").format(columns, VALIDATED)
     with conn.cursor() as cur:
         if city_keys is None:
@@ -153,4 +196,4 @@ def load_validated(conn, city_keys: Sequence[str] | None = None) -> pd.DataFrame
         else:
             cur.execute(query + sql.SQL(" where city_key = any(%s) order by city, fiscal_year"),
                         (list(city_keys),))
-        return pd.DataFrame(cur.fetchall(), columns=[*FIELD_NAMES, "entry_version"])
+        return pd.DataFrame(cur.fetchall(), columns=list(names))

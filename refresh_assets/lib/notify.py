@@ -1,13 +1,13 @@
 """Email to stakeholders over SMTP (stdlib smtplib). Off unless REFRESH_SMTP_HOST is set.
 
-Variables: REFRESH_SMTP_HOST, REFRESH_SMTP_PORT (587), REFRESH_SMTP_SECURITY (starttls |
-ssl | none; default starttls), REFRESH_SMTP_USER, REFRESH_SMTP_PASSWORD, REFRESH_SMTP_SENDER,
-REFRESH_SMTP_RECIPIENTS (comma-separated). The password is never logged.
+Variables (read by the Dagster resource `SmtpResource` through EnvVar): REFRESH_SMTP_HOST,
+REFRESH_SMTP_PORT (587), REFRESH_SMTP_SECURITY (starttls | ssl | none; default starttls),
+REFRESH_SMTP_USER, REFRESH_SMTP_PASSWORD, REFRESH_SMTP_SENDER, REFRESH_SMTP_RECIPIENTS
+(comma-separated). The password is never logged.
 """
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -32,43 +32,62 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
 
 
-def smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings | None:
-    """The configured server, or None when email is off."""
-    env = os.environ if environ is None else environ
-    host = env.get("REFRESH_SMTP_HOST")
+def smtp_settings(values: Mapping[str, str | None]) -> SmtpSettings | None:
+    """The configured server from the REFRESH_SMTP_* values, or None when email is off
+    (no host).
+
+    Raises:
+        SmtpSettingsError: one line naming the variable, the value and what it must be.
+    """
+    host = (values.get("REFRESH_SMTP_HOST") or "").strip()
     if not host:
         return None
-    security = env.get("REFRESH_SMTP_SECURITY", "starttls")
+    security = values.get("REFRESH_SMTP_SECURITY") or "starttls"
     if security not in SECURITY_MODES:
-        raise SmtpSettingsError(f"REFRESH_SMTP_SECURITY must be one of {SECURITY_MODES}, "
+        raise SmtpSettingsError(f"REFRESH_SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}, "
                                 f"got {security!r}")
-    recipients = tuple(r.strip() for r in env.get("REFRESH_SMTP_RECIPIENTS", "").split(",")
+    port_text = values.get("REFRESH_SMTP_PORT") or "587"
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise SmtpSettingsError(f"REFRESH_SMTP_PORT must be a port number (1-65535), "
+                                f"got {port_text!r}")
+    recipients = tuple(r.strip() for r in (values.get("REFRESH_SMTP_RECIPIENTS") or "").split(",")
                        if r.strip())
-    sender = env.get("REFRESH_SMTP_SENDER", "")
+    sender = values.get("REFRESH_SMTP_SENDER") or ""
     if not recipients or not sender:
         raise SmtpSettingsError("REFRESH_SMTP_HOST is set: REFRESH_SMTP_SENDER and "
                                 "REFRESH_SMTP_RECIPIENTS are needed too")
-    return SmtpSettings(host=host, port=int(env.get("REFRESH_SMTP_PORT", "587")),
-                        security=security, sender=sender, recipients=recipients,
-                        user=env.get("REFRESH_SMTP_USER") or None,
-                        password=env.get("REFRESH_SMTP_PASSWORD") or None)
+    return SmtpSettings(host=host, port=int(port_text), security=security, sender=sender,
+                        recipients=recipients, user=values.get("REFRESH_SMTP_USER") or None,
+                        password=values.get("REFRESH_SMTP_PASSWORD") or None)
+
+
+class EmailError(RuntimeError):
+    """An email could not be sent; the message names the server and the settings to check."""
 
 
 def send_html(settings: SmtpSettings, subject: str, html: str, text: str) -> None:
+    """Sends one email. Raises EmailError, never the password."""
     message = EmailMessage()
     message["Subject"] = subject
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.recipients)
     message.set_content(text)
     message.add_alternative(html, subtype="html")
-    if settings.security == "ssl":
-        client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=30,
-                                  context=ssl.create_default_context())
-    else:
-        client = smtplib.SMTP(settings.host, settings.port, timeout=30)
-    with client:
-        if settings.security == "starttls":
-            client.starttls(context=ssl.create_default_context())
-        if settings.user:
-            client.login(settings.user, settings.password or "")
-        client.send_message(message)
+    try:
+        if settings.security == "ssl":
+            client = smtplib.SMTP_SSL(settings.host, settings.port, timeout=30,
+                                      context=ssl.create_default_context())
+        else:
+            client = smtplib.SMTP(settings.host, settings.port, timeout=30)
+        with client:
+            if settings.security == "starttls":
+                client.starttls(context=ssl.create_default_context())
+            if settings.user:
+                client.login(settings.user, settings.password or "")
+            client.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise EmailError(
+            f"email to {settings.host}:{settings.port} ({settings.security}) failed: {reason}; "
+            "check REFRESH_SMTP_HOST, REFRESH_SMTP_PORT, REFRESH_SMTP_SECURITY and the "
+            "credentials") from exc

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from refresh_assets.lib.cities import city_key
+from refresh_assets.lib.isolation import compute_isolated
+
 METHODOLOGY_VERSION = "v1.1"
 HORIZON = np.arange(1, 11)
 SCENARIOS = ("base", "optimistic", "pessimistic")
@@ -269,3 +272,37 @@ def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: in
     match = match_calpers(entries["city"], calpers)
     yearly, summary = project(base, growth, medians, match.schedules, history)
     return yearly, summary, match
+
+
+@dataclass(frozen=True)
+class ProjectedCities:
+    """Projections of the cities that projected, the cities no CalPERS schedule matched,
+    and the error of each city whose projection raised (city key -> reason)."""
+
+    yearly: pd.DataFrame
+    summary: pd.DataFrame
+    calpers_unmatched: list[str]
+    errors: dict[str, str]
+
+
+def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFrame
+                   ) -> ProjectedCities:
+    """Projects these cities against the given statewide medians, all at once; a city whose
+    projection raises is set aside, not the batch."""
+    keys = entries["city"].map(city_key)
+    unmatched: list[str] = []
+
+    def projections_of(cities: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+        part = entries[keys.isin(cities)]
+        history = build_history(part)
+        base = base_years(part)
+        match = match_calpers(part["city"], calpers)
+        unmatched.extend(match.unmatched_cities)
+        return project(base, revenue_growth(history, base), medians, match.schedules, history)
+
+    outcome = compute_isolated(sorted(set(keys)), projections_of)
+    yearly = pd.concat([y for y, _ in outcome.results], ignore_index=True) \
+        if outcome.results else pd.DataFrame()
+    summary = pd.concat([s for _, s in outcome.results], ignore_index=True) \
+        if outcome.results else pd.DataFrame(columns=["city", "scenario"])
+    return ProjectedCities(yearly, summary, sorted(set(unmatched)), outcome.errors)

@@ -5,3 +5,14 @@ CITY = "refresh/city"
 TRIGGER = "refresh/trigger"  # sensor, schedule or manual
 REQUESTED_BY = "refresh/requested_by"
 CHANGED_FILES = "refresh/changed_files"
+
+
+def refresh_trigger(tags: dict[str, str]) -> str:
+    """What started a run: our own tag if set, else Dagster's sensor or schedule tag."""
+    if TRIGGER in tags:
+        return tags[TRIGGER]
+    if "dagster/sensor_name" in tags:
+        return "sensor"
+    if "dagster/schedule_name" in tags:
+        return "schedule"
+    return "manual"

@@ -10,8 +10,13 @@ Conventions that matter for an exact match:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+
+from refresh_assets.lib.cities import city_key
+from refresh_assets.lib.isolation import compute_isolated
 
 METHODOLOGY_VERSION = "state-auditor-2020"
 INDICATORS = (
@@ -185,7 +190,33 @@ def _opeb_indicators(f: dict[str, pd.Series], gwr: pd.Series, put) -> None:
     put("opeb_obligations", obligations, points.where(~no_liability, 10.0),
         risk.where(~no_liability, LOW))
 
-    funded = f["opeb_funded_ratio"]
+    # Reported as a ratio already; ROUNDed like every other ratio before it is scored.
+    funded = pd.Series(excel_round(f["opeb_funded_ratio"]), index=f["opeb_funded_ratio"].index)
     funded_points = _scaled(funded, 5, 5)
     put("opeb_funding", funded, funded_points.where(funded.notna(), 5.0),
         _band(funded, funded <= 0.70, funded > 0.80).where(funded.notna(), LOW))
+
+
+@dataclass(frozen=True)
+class ScoredCities:
+    """Scores of the cities that scored (with their entry version and methodology), and the
+    error of each city whose scoring raised (city key -> reason)."""
+
+    scores: pd.DataFrame
+    errors: dict[str, str]
+
+
+def score_cities(validated: pd.DataFrame) -> ScoredCities:
+    """Scores every city at once; a city whose scoring raises is set aside, not the batch."""
+    keys = validated["city"].map(city_key)
+
+    def scores_of(cities: list[str]) -> pd.DataFrame:
+        part = validated[keys.isin(cities)]
+        return score(part).assign(entry_version=part["entry_version"].values,
+                                  methodology_version=METHODOLOGY_VERSION)
+
+    outcome = compute_isolated(sorted(set(keys)), scores_of)
+    columns = [*SCORE_COLUMNS, "entry_version", "methodology_version"]
+    scores = (pd.concat(outcome.results, ignore_index=True) if outcome.results
+              else pd.DataFrame(columns=columns))
+    return ScoredCities(scores, outcome.errors)

@@ -91,9 +91,20 @@ def _format_value(value) -> str:
     return f"{value:,}" if isinstance(value, (int, float)) else str(value)
 
 
-def newest_versions(versions: pd.DataFrame) -> pd.DataFrame:
-    """The newest version of each city-year."""
-    return versions.sort_values("entry_version").drop_duplicates(KEY, keep="last")
+# Which version of a city-year counts: an operator's entry outranks the bulk import (an
+# operator transcribes a newer or corrected document); within one kind of source the later
+# ingest wins. entry_version is unique and grows with each ingest, so no tie remains.
+SOURCE_PRECEDENCE = {"bulk_import": 0, "entry_file": 1}
+
+
+def current_versions(versions: pd.DataFrame) -> pd.DataFrame:
+    """The version that counts for each city-year, by SOURCE_PRECEDENCE, then ingest order."""
+    rank = versions["source_kind"].map(SOURCE_PRECEDENCE)
+    if rank.isna().any():
+        unknown = sorted(set(versions.loc[rank.isna(), "source_kind"]))
+        raise ValueError(f"source_kind {unknown} has no precedence; known: {list(SOURCE_PRECEDENCE)}")
+    ordered = versions.assign(_rank=rank).sort_values(["_rank", "entry_version"])
+    return ordered.drop_duplicates(KEY, keep="last").drop(columns="_rank")
 
 
 def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = None
@@ -159,7 +170,7 @@ def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = 
 def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> list[pd.DataFrame]:
     """Restatements (a prior-year column that differs from that year's own entry) and
     year-over-year jumps, against the latest version of each earlier year."""
-    latest = newest_versions(v)
+    latest = current_versions(v)
     found = []
     for lag in (1, 2):
         compared = dict.fromkeys([*PRIOR_YEAR_COLUMNS, *YEAR_OVER_YEAR_FIELDS])
@@ -192,13 +203,59 @@ def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> li
 
 
 def latest_valid_versions(versions: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:
-    """Per city and fiscal year, the newest version without errors (older ones if the newest
-    fails): what downstream sees."""
+    """Per city and fiscal year, the current version among those without errors (the one
+    before if the current one fails): what downstream sees."""
     failed = set(issues.loc[issues["severity"] == ERROR, "entry_version"])
     valid = versions[~versions["entry_version"].isin(failed)]
-    return newest_versions(valid).sort_values(KEY, ignore_index=True)
+    return current_versions(valid).sort_values(KEY, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class CityValidation:
+    """The outcome of validating some cities' versions.
+
+    valid: per city-year, the version downstream uses.
+    recorded: the issues worth keeping: those of the versions in use and of any version
+        that outranks them but was refused.
+    refused: the errors of the current versions; their cities are held (not scored,
+        projected or reported) until the entry is fixed.
+    """
+
+    valid: pd.DataFrame
+    recorded: pd.DataFrame
+    refused: pd.DataFrame
+
+    @property
+    def refused_cities(self) -> list[str]:
+        return sorted(set(self.refused["city"]))
+
+
+def validate_cities(versions: pd.DataFrame, policy: ValidationPolicy | None = None
+                    ) -> CityValidation:
+    issues = validate_versions(versions, policy)
+    valid = latest_valid_versions(versions, issues)
+    current = current_versions(versions) if not versions.empty else versions
+    shown = set(current["entry_version"]) | set(valid["entry_version"])
+    recorded = issues[issues["entry_version"].isin(shown)]
+    refused = recorded[(recorded["severity"] == ERROR)
+                       & recorded["entry_version"].isin(current["entry_version"])]
+    return CityValidation(valid, recorded.reset_index(drop=True), refused.reset_index(drop=True))
 
 
 def summarise(issues: pd.DataFrame) -> dict[str, int]:
     counts = issues["severity"].value_counts()
     return {severity: int(counts.get(severity, 0)) for severity in (ERROR, WARNING, INFO)}
+
+
+def first_error_per_city(issues: pd.DataFrame, key: str = "city") -> dict[str, str]:
+    """For each city with an error, one line naming the file, field, rule and value of its
+    first error, and how many more it has: the reason it is held back."""
+    errors = issues[issues["severity"] == ERROR]
+    reasons = {}
+    for city, rows in errors.groupby(key, sort=True):
+        first = rows.iloc[0]
+        value = f" (value: {first['value']})" if first["value"] not in ("", None) else ""
+        more = f" (+{len(rows) - 1} more error(s))" if len(rows) > 1 else ""
+        reasons[city] = (f"{first['source_path']}: field {first['field']}: {first['rule']}: "
+                         f"{first['message']}{value}{more}")
+    return reasons

@@ -57,6 +57,8 @@ def test_email_is_off_unless_configured_and_complete():
                               "REFRESH_SMTP_PASSWORD": "s3cret"})
     assert settings.recipients == ("x@y", "z@w")
     assert "s3cret" not in repr(settings)
+    with pytest.raises(SmtpSettingsError, match=r"^REFRESH_SMTP_PORT must be a port number .*'abc'"):
+        smtp_settings({"REFRESH_SMTP_HOST": "h", "REFRESH_SMTP_PORT": "abc"})
 
 
 def test_a_city_without_a_projection_gets_a_note_not_an_empty_chart(vallejo):
