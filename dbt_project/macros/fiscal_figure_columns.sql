@@ -1,4 +1,5 @@
-{#- The data dictionary's figures (refresh_assets/lib/fiscal_inputs.py FIELDS), in order. -#}
+{#- The data dictionary's figures (refresh_assets/lib/fiscal_inputs.py FIELDS without city,
+    county and fiscal_year), in order; tests/unit/test_dbt_lists.py keeps the two equal. -#}
 {% macro fiscal_figure_names() -%}
     {{ return([
         'population',

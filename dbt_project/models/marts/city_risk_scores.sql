@@ -15,9 +15,7 @@ final as (
         overall_points,
         overall_risk,
         gf_reserves_trend,
-        {%- for indicator in ['general_fund_reserves', 'debt_burden', 'liquidity', 'revenue_trends',
-                              'pension_obligations', 'pension_funding', 'pension_costs',
-                              'future_pension_costs', 'opeb_obligations', 'opeb_funding'] %}
+        {%- for indicator in score_indicator_names() %}
         {{ indicator }}_ratio,
         {{ indicator }}_points,
         {{ indicator }}_risk,
