@@ -18,21 +18,15 @@ from refresh_assets.lib.entries import (
     FIGURE_NAMES,
     EntryFile,
     ParsedEntry,
-    Problem,
-    check_entry_files,
     entry_json_schema,
-    find_entry_files,
     known_figures,
     parse_entry_file,
-    versions_for_checking,
+    sibling_entries,
+    validate_entry_paths,
+    value_problems,
     write_entry_file,
 )
-from refresh_assets.lib.validation import (
-    ERROR,
-    NON_NEGATIVE,
-    REQUIRED_FOR_ENTRIES,
-    validate_versions,
-)
+from refresh_assets.lib.validation import ERROR, NON_NEGATIVE, REQUIRED_FOR_ENTRIES
 
 # For these, the figure reported for the earlier year is the natural default.
 EARLIER_YEAR_SOURCES = {
@@ -41,23 +35,6 @@ EARLIER_YEAR_SOURCES = {
     "gf_unrestricted_fund_balance_prior_year": ("gf_unrestricted_fund_balance", 1),
     "gf_unrestricted_fund_balance_two_years_prior": ("gf_unrestricted_fund_balance", 2),
 }
-
-
-def _issues_as_problems(parsed: list[ParsedEntry], context: list[ParsedEntry]) -> list[Problem]:
-    """The value rules over `parsed`, with other years' files as context for comparisons."""
-    shown = {p.relative_path for p in parsed}
-    issues = validate_versions(versions_for_checking([*context, *parsed]))
-    issues = issues[issues["source_path"].isin(shown)]
-    return [Problem(row.source_path, row.field, row.rule, row.message, row.value, row.severity)
-            for row in issues.itertuples()]
-
-
-def _sibling_entries(paths: list[Path]) -> list[ParsedEntry]:
-    """Other years' files of the same cities, for year-over-year and restatement rules."""
-    given = {p.resolve() for p in paths}
-    siblings = {s for p in paths for s in find_entry_files(p.parent) if s.resolve() not in given}
-    return [e for e in (parse_entry_file(s) for s in sorted(siblings))
-            if isinstance(e, ParsedEntry)]
 
 
 @click.command("entry-schema")
@@ -71,9 +48,7 @@ def entry_schema() -> None:
 def validate(paths: tuple[Path, ...]) -> None:
     """Check entry files (or folders of them). Prints every problem as file, field, rule
     and value; exit status 1 if any is an error (warnings alone exit 0)."""
-    files = [f for p in paths for f in (find_entry_files(p) if p.is_dir() else [p])]
-    parsed, problems = check_entry_files(files)
-    problems += _issues_as_problems(parsed, _sibling_entries([p.path for p in parsed]))
+    files, problems = validate_entry_paths(list(paths))
     for problem in problems:
         click.echo(str(problem), err=problem.severity == ERROR)
     errors = sum(p.severity == ERROR for p in problems)
@@ -195,8 +170,8 @@ def enter(city, fiscal_year, document_url, document_title, entered_by, notes, as
 def _confirm_and_write(entry: EntryFile, entries_dir: Path, path: Path, *, interactive: bool):
     relative = str(path.relative_to(entries_dir))
     candidate = ParsedEntry(path, relative, "", entry)
-    context = [e for e in _sibling_entries([path]) if e.entry.fiscal_year != entry.fiscal_year]
-    problems = _issues_as_problems([candidate], context)
+    context = [e for e in sibling_entries([path]) if e.entry.fiscal_year != entry.fiscal_year]
+    problems = value_problems([candidate], context)
     figures = entry.figures.model_dump(exclude_none=True)
     click.echo(f"\n{entry.city}, fiscal year {entry.fiscal_year}: {len(figures)} figures")
     click.echo(pd.Series({k: _show(v) for k, v in figures.items()}).to_string())

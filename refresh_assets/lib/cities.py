@@ -39,7 +39,24 @@ def closest_city(name: str, source: Path = CITY_LIST) -> str | None:
     return by_lower[match[0]] if match else None
 
 
+def city_folder_problem(folder: str) -> str | None:
+    """Why a folder under entries/ cannot hold entry files (its name is not a known city
+    key), as one line saying what to do; None when it is a city's folder."""
+    if folder in known_cities():
+        return None
+    near = closest_city(folder.replace("-", " "))
+    if near and city_key(near) == city_key(folder):
+        return (f"folder {folder!r} is not a city key (lower case ascii with hyphens): "
+                f"move its files to {city_key(near)}/")
+    example = (f"e.g. {city_key(near)}/ (the closest known key)" if near else
+               "<city-key>/ (the city's name in lower case with hyphens: san-luis-obispo/)")
+    return (f"folder {folder!r} is not a known city key: move its files to the folder of "
+            f"their city, {example}")
+
+
 def city_keys_with_data(entries_dir: Path, source: Path = CITY_LIST) -> list[str]:
-    """Every city the pipeline should know: the data set's and each entries folder's."""
+    """Every city the pipeline should know: the data set's and each entries folder's. A
+    folder that is not a known city's key is skipped: it can hold no valid entry, and
+    `refresh-assets validate` and the entries sensor report it."""
     folders = {p.name for p in entries_dir.iterdir() if p.is_dir()} if entries_dir.is_dir() else set()
-    return sorted(set(known_cities(source)) | folders)
+    return sorted(set(known_cities(source)) | {f for f in folders if f in known_cities()})
