@@ -30,23 +30,26 @@ refresh_city_job = dg.define_asset_job(
 @dg.sensor(job=refresh_city_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: SourceFilesResource):
-    """Watches the entries folder; one run per city whose files are new or changed."""
+    """Watches the entries folder; one run per city whose files are new or changed. A bad
+    file or folder is logged, with what to do, and never stops the other cities' runs."""
     changes = scan_entries(Path(source_files.entries_dir), context.cursor)
     for path in changes.deleted:
         context.log.warning(
             f"{path} was deleted; the versions already ingested stay in raw.fiscal_entries"
         )
+    for problem in changes.problems:
+        context.log.error(str(problem))
+    for message in changes.outside_city_folder_messages():
+        context.log.error(message)
     known = set(context.instance.get_dynamic_partitions(city_partitions.name))
-    new_cities = sorted(set(changes.changed_by_city) - known - {""})
-    for path in changes.changed_by_city.get("", []):
-        context.log.error(f"{path}: entry files belong in a city folder, e.g. vallejo/2019.yaml")
+    new_cities = sorted(set(changes.changed_by_city) - known)
     run_requests = [
         dg.RunRequest(
             partition_key=city,
             run_key=f"{city}:{changes.fingerprint(city)}",
             tags={TRIGGER: "sensor", CITY: city, CHANGED_FILES: ", ".join(sorted(paths))[:1000]},
         )
-        for city, paths in sorted(changes.changed_by_city.items()) if city
+        for city, paths in sorted(changes.changed_by_city.items())
     ]
     return dg.SensorResult(
         run_requests=run_requests,

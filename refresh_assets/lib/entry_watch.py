@@ -4,6 +4,11 @@ The cursor maps each file (relative path) to its size, modification time and con
 checksum. A file is read and hashed again only when its size or time moved, so a tick
 over thousands of unchanged files costs a `stat` each; a file whose content is unchanged
 (touched, or saved twice) is not a new version.
+
+A bad file never stops the scan: a file that cannot be read is reported and read again at
+the next tick (its last known state stays in the cursor), a file that is not UTF-8 is
+reported (its city's run refuses it), and changed files outside a known city's folder are
+set apart, so that no partition or run is made for a folder that is no city.
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refresh_assets.lib.entries import find_entry_files
+from refresh_assets.lib.cities import city_folder_problem
+from refresh_assets.lib.entries import (
+    Problem,
+    find_entry_files,
+    not_utf8_problem,
+    unreadable_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,22 @@ class EntryChanges:
     changed_by_city: dict[str, list[str]] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)  # of the changed files
     deleted: list[str] = field(default_factory=list)
+    # Changed files whose folder is not a known city's key ("" for the entries folder itself).
+    outside_city_folders: dict[str, list[str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # unreadable or not UTF-8
+
+    def outside_city_folder_messages(self) -> list[str]:
+        """One line per folder that is not a city's, saying what to do with its files."""
+        messages = []
+        for folder, paths in sorted(self.outside_city_folders.items()):
+            if folder:
+                messages.append(f"{folder}/ ({len(paths)} changed file(s), e.g. {paths[0]}): "
+                                f"{city_folder_problem(folder)}; not ingested, and no city "
+                                "partition or run is added")
+            else:
+                messages.append(f"{', '.join(paths)}: entry files belong in a city folder "
+                                "(e.g. vallejo/2019.yaml): move them there; not ingested")
+        return messages
 
     def fingerprint(self, city: str) -> str:
         """Names one city's change: the same content never yields two runs."""
@@ -43,23 +70,38 @@ def _read_cursor(cursor: str | None) -> dict[str, FileState]:
 
 
 def scan_entries(entries_dir: Path, cursor: str | None) -> EntryChanges:
-    """New or changed files grouped by city folder (the partition key), and deleted ones."""
+    """New or changed files grouped by city folder (the partition key), those outside a
+    city's folder, deleted files, and the files that could not be read or decoded."""
     before = _read_cursor(cursor)
     now: dict[str, FileState] = {}
     changes = EntryChanges(cursor="")
     for path in find_entry_files(entries_dir):
         relative = path.relative_to(entries_dir).as_posix()
-        stat = path.stat()
         previous = before.get(relative)
-        if previous and (previous.size, previous.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            now[relative] = previous
+        try:
+            stat = path.stat()
+            if previous and (previous.size, previous.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                now[relative] = previous
+                continue
+            content = path.read_bytes()
+        except OSError as exc:
+            changes.problems.append(unreadable_problem(relative, exc))
+            if previous:  # not deleted: its new content is read when it can be
+                now[relative] = previous
             continue
-        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        checksum = hashlib.sha256(content).hexdigest()
         now[relative] = FileState(stat.st_size, stat.st_mtime_ns, checksum)
         if previous is None or previous.checksum != checksum:
-            city = relative.split("/", 1)[0] if "/" in relative else ""
-            changes.changed_by_city.setdefault(city, []).append(relative)
-            changes.checksums[relative] = checksum
+            try:
+                content.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                changes.problems.append(not_utf8_problem(relative, content, exc))
+            folder = relative.split("/", 1)[0] if "/" in relative else ""
+            if folder and city_folder_problem(folder) is None:
+                changes.changed_by_city.setdefault(folder, []).append(relative)
+                changes.checksums[relative] = checksum
+            else:
+                changes.outside_city_folders.setdefault(folder, []).append(relative)
     changes.deleted = sorted(set(before) - set(now))
     changes.cursor = json.dumps(
         {p: [s.size, s.mtime_ns, s.checksum] for p, s in sorted(now.items())},
