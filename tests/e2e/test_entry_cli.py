@@ -71,6 +71,53 @@ def test_validate_a_future_year_and_a_misspelt_field(entries):
         in result.stderr
 
 
+def test_validate_reports_every_problem_of_a_file_in_one_pass(entries):
+    path = entries / "vallejo" / "2019.yaml"
+    text = path.read_text()
+    for good, bad in (("gf_revenues: 110163546", "gf_revenues: abc"),
+                      ("gf_expenditures_and_transfers_out: ", "gf_expenditures_and_transfers_out: -"),
+                      ("population:", "populaton:")):
+        assert good in text
+        text = text.replace(good, bad, 1)
+    path.write_text(text)
+    result = cli("validate", str(path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: error: field figures.gf_revenues: type:decimal_parsing: Input should be a "
+        "valid decimal (value: 'abc')",
+        f"{path}: error: field figures.populaton: known_field: unknown field; did you mean "
+        "population?",
+        f"{path}: error: field gf_expenditures_and_transfers_out: non_negative: cannot be "
+        "negative in audited statements (value: -108,170,371)",
+    ]
+    # Its other years' files are the context of the rules that compare years.
+    assert result.stdout.splitlines() == [
+        f"{path}: warning: field gf_expenditures_and_transfers_out: year_over_year_jump: "
+        "changed -202% from the year before (threshold 50%) (value: -108,170,371)",
+        "1 file(s): 3 error(s), 1 other finding(s)",
+    ]
+
+
+def test_validate_refuses_folders_that_are_not_city_keys_and_files_not_in_utf8(entries):
+    for folder in ("atlantis", "Vallejo"):
+        (entries / folder).mkdir()
+        shutil.copy(entries / "vallejo" / "2019.yaml", entries / folder / "2019.yaml")
+    latin1 = entries / "vallejo" / "2020.yaml"
+    latin1.write_bytes(latin1.read_bytes() + "notes: Caf\u00e9\n".encode("latin-1"))
+    result = cli("validate", str(entries))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert f"{entries / 'Vallejo' / '2019.yaml'}: error: field (file): city_folder: folder " \
+           "'Vallejo' is not a city key (lower case ascii with hyphens): move its files to " \
+           "vallejo/" in lines
+    assert f"{entries / 'atlantis' / '2019.yaml'}: error: field (file): city_folder: folder " \
+           "'atlantis' is not a known city key: move its files to the folder of their city, " \
+           "e.g. adelanto/ (the closest known key)" in lines
+    [utf8] = [line for line in lines if ": utf8: " in line]
+    assert utf8.startswith(f"{latin1}: error: field (file): utf8: not UTF-8 text: byte 0xe9 at")
+    assert "cannot be decoded; save the file as UTF-8" in utf8
+
+
 def test_enter_non_interactive_writes_a_valid_file(entries):
     result = cli("enter", "--city", "Benicia", "--fiscal-year", "2021", "--non-interactive",
                  "--document-title", "Benicia ACFR FY2020-21", "--entered-by", "tester",
