@@ -6,7 +6,10 @@ One PostgreSQL server holds two databases: `dagster` (the Dagster instance) and
 
 from __future__ import annotations
 
+import enum
 import io
+import re
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,9 +18,10 @@ import pandas as pd
 import psycopg2
 from psycopg2 import sql
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from refresh_assets.lib.migrations import migrate
-from refresh_assets.settings import DAGSTER_DB, WAREHOUSE_DB
+from refresh_assets.settings import DAGSTER_DB, WAREHOUSE_DB, SettingsError
 
 RAW_SCHEMA = "raw"
 ANALYTICS_SCHEMA = "analytics"
@@ -25,6 +29,8 @@ STAGING_SCHEMA = "staging"
 INTERMEDIATE_SCHEMA = "intermediate"
 MARTS_SCHEMA = "marts"
 OPS_SCHEMA = "ops"
+CONNECT_TIMEOUT_S = 10
+URL_FORM = "postgresql://user:password@host:port/warehouse"
 
 
 @dataclass(frozen=True)
@@ -40,13 +46,23 @@ class ServerAddress:
 
     @classmethod
     def from_url(cls, url: str) -> ServerAddress:
-        """Reads a warehouse URL such as `postgresql://user:pw@host:5432/warehouse`."""
-        parsed = make_url(url)
+        """Reads a warehouse URL such as `postgresql://user:pw@host:5432/warehouse`; raises
+        SettingsError, naming REFRESH_DATABASE_URL but never its password, if it cannot."""
+        fix = f"set it to {URL_FORM}, or unset it to use the embedded server"
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):  # unparseable, or a port that is not a number
+            # The value is not shown: where its password starts is unknown.
+            raise SettingsError(f"REFRESH_DATABASE_URL is not a valid URL: {fix}") from None
         if not parsed.drivername.startswith("postgresql"):
-            raise ValueError(f"REFRESH_DATABASE_URL must be a postgresql:// URL, got {parsed!r}")
+            raise SettingsError(f"REFRESH_DATABASE_URL={parsed!r} is not a PostgreSQL URL: {fix}")
+        port = parsed.port or 5432
+        if not 1 <= port <= 65535:
+            raise SettingsError(f"REFRESH_DATABASE_URL={parsed!r}: port {port} is not between "
+                                f"1 and 65535: {fix}")
         return cls(
             host=parsed.host or "127.0.0.1",
-            port=parsed.port or 5432,
+            port=port,
             user=parsed.username or "postgres",
             password=parsed.password,
             warehouse_db=parsed.database or WAREHOUSE_DB,
@@ -79,17 +95,105 @@ class ServerAddress:
         }
 
 
+class Unreachable(enum.Enum):
+    """Why a connection failed, as far as libpq's message tells."""
+
+    NOT_LISTENING = enum.auto()
+    UNKNOWN_HOST = enum.auto()
+    NO_ANSWER = enum.auto()
+    NOT_POSTGRES = enum.auto()
+    LOGIN_REFUSED = enum.auto()
+    NO_DATABASE = enum.auto()
+    OTHER = enum.auto()
+
+
+class DatabaseUnavailable(RuntimeError):
+    """A PostgreSQL server cannot be used. The message says why in plain words, naming host
+    and port, never the password; `why` lets the caller say what to do about it."""
+
+    def __init__(self, why: Unreachable, message: str):
+        super().__init__(message)
+        self.why = why
+
+
+# libpq's words (and the server's, in the C locale the embedded server runs in) for each case.
+_SIGNS = (
+    ("Connection refused", Unreachable.NOT_LISTENING),
+    ("could not translate host name", Unreachable.UNKNOWN_HOST),
+    ("timeout expired", Unreachable.NO_ANSWER),
+    ("invalid response to SSL negotiation", Unreachable.NOT_POSTGRES),
+    ("expected authentication request from server", Unreachable.NOT_POSTGRES),
+    ("server closed the connection unexpectedly", Unreachable.NOT_POSTGRES),
+    ("password authentication failed", Unreachable.LOGIN_REFUSED),
+    ("no password supplied", Unreachable.LOGIN_REFUSED),
+)
+_NO_DATABASE = re.compile(r'database ".*" does not exist')
+
+
+def classify_connection_failure(libpq_message: str) -> Unreachable:
+    """Why a connection failed, from the message of psycopg2's OperationalError."""
+    for sign, why in _SIGNS:
+        if sign in libpq_message:
+            return why
+    return Unreachable.NO_DATABASE if _NO_DATABASE.search(libpq_message) else Unreachable.OTHER
+
+
+def describe_connection_failure(why: Unreachable, address: ServerAddress, database: str,
+                                libpq_message: str) -> str:
+    """What went wrong, in plain words (libpq's messages never hold the password)."""
+    where = f"{address.host}:{address.port}"
+    if why is Unreachable.NOT_LISTENING:
+        return f"nothing is listening on {where} (connection refused)"
+    if why is Unreachable.UNKNOWN_HOST:
+        return f"the host {address.host!r} is not known (name lookup failed)"
+    if why is Unreachable.NO_ANSWER:
+        return f"{where} did not answer within {CONNECT_TIMEOUT_S} s"
+    if why is Unreachable.NOT_POSTGRES:
+        return f"the program on {where} does not answer as a PostgreSQL server"
+    if why is Unreachable.LOGIN_REFUSED:
+        return f"the server on {where} refused the login of user {address.user!r} (wrong password?)"
+    if why is Unreachable.NO_DATABASE:
+        return f"the server on {where} has no database {database!r}"
+    first_line = libpq_message.strip().splitlines()[0] if libpq_message.strip() else "no reason given"
+    cause = re.sub(r"^connection to server at .*? failed: (FATAL: +)?", "", first_line)
+    return f"connecting to {where} failed: {cause}"
+
+
+def _accepts_tcp(address: ServerAddress) -> bool:
+    try:
+        with socket.create_connection((address.host, address.port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def connect(address: ServerAddress, database: str | None = None):
-    """A psycopg2 connection to one database (the warehouse unless named)."""
-    return psycopg2.connect(
-        host=address.host,
-        port=address.port,
-        user=address.user,
-        password=address.password,
-        dbname=database or address.warehouse_db,
-        connect_timeout=10,
-        application_name="refresh_assets",
-    )
+    """A psycopg2 connection to one database (the warehouse unless named); raises
+    DatabaseUnavailable if the server cannot be reached or refuses it."""
+    dbname = database or address.warehouse_db
+    try:
+        return psycopg2.connect(
+            host=address.host,
+            port=address.port,
+            user=address.user,
+            password=address.password,
+            dbname=dbname,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="refresh_assets",
+        )
+    except psycopg2.OperationalError as exc:
+        why = classify_connection_failure(str(exc))
+        if why is Unreachable.NO_ANSWER and _accepts_tcp(address):
+            # A server of another protocol (HTTP) accepts the connection, then waits for a
+            # request line that libpq never sends: libpq only sees its timeout.
+            why = Unreachable.NOT_POSTGRES
+        raise DatabaseUnavailable(why, describe_connection_failure(why, address, dbname, str(exc))) from exc
+
+
+def check_reachable(address: ServerAddress, database: str | None = None) -> None:
+    """Raises DatabaseUnavailable unless the server lets us into `database` (the warehouse
+    unless named): for callers whose own client (Dagster's) would only give a traceback."""
+    connect(address, database).close()
 
 
 @contextmanager
