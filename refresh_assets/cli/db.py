@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from refresh_assets.cli.common import settings_or_exit
-from refresh_assets.lib.embedded_postgres import EmbeddedPostgresError
+from refresh_assets.cli.common import database_errors, settings_or_exit
 from refresh_assets.lib.runtime import embedded_server, ensure_database, server_address
 
 
@@ -17,10 +16,8 @@ def db() -> None:
 @db.command()
 def start() -> None:
     """Start the embedded server (if it is the one in use) and create databases and schemas."""
-    try:
+    with database_errors():
         ready = ensure_database(settings_or_exit())
-    except EmbeddedPostgresError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(ready.what_happened)
 
 
@@ -31,10 +28,8 @@ def stop() -> None:
     if not settings.embedded:
         click.echo("REFRESH_DATABASE_URL is set: the server is not ours to stop; nothing done")
         return
-    try:
+    with database_errors():
         click.echo(embedded_server(settings).stop())
-    except EmbeddedPostgresError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @db.command()
@@ -42,10 +37,12 @@ def status() -> None:
     """Say which server is in use and whether it runs. Exit status 1 if it does not."""
     settings = settings_or_exit()
     if not settings.embedded:
-        click.echo(f"external server: {server_address(settings).url(hide_password=True)}")
+        with database_errors():
+            click.echo(f"external server: {server_address(settings).url(hide_password=True)}")
         return
     server = embedded_server(settings)
-    state = server.status()
+    with database_errors():
+        state = server.status()
     click.echo(f"embedded cluster: {server.data_dir}")
     if state.running:
         click.echo(f"running: pid {state.pid}, 127.0.0.1:{state.port}")
@@ -59,9 +56,7 @@ def status() -> None:
               show_default=True)
 def url(database: str) -> None:
     """Print the connection URL (with its password: keep it out of logs)."""
-    try:
+    with database_errors():
         address = server_address(settings_or_exit())
-    except EmbeddedPostgresError as exc:
-        raise click.ClickException(str(exc)) from None
     name = address.warehouse_db if database == "warehouse" else address.dagster_db
     click.echo(address.libpq_url(name))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from refresh_assets.lib.database import ServerAddress, bootstrap
+from refresh_assets.lib.database import DatabaseUnavailable, ServerAddress, Unreachable, bootstrap
 from refresh_assets.lib.embedded_postgres import EmbeddedPostgres
 from refresh_assets.settings import PROJECT_DIR, SMTP_VARIABLES, Settings
 
@@ -28,6 +28,45 @@ def server_address(settings: Settings) -> ServerAddress:
     if settings.database_url:
         return ServerAddress.from_url(settings.database_url)
     return embedded_server(settings).address()
+
+
+NOT_RUNNING = "the database is not running: start it with `refresh-assets db start` (or `make demo`)"
+
+# What to do, per failure, about the server of REFRESH_DATABASE_URL.
+_EXTERNAL_FIXES = {
+    Unreachable.NOT_LISTENING: "start that server, or correct the host and port in "
+                               "REFRESH_DATABASE_URL (unset it to use the embedded server)",
+    Unreachable.UNKNOWN_HOST: "correct the host in REFRESH_DATABASE_URL",
+    Unreachable.NO_ANSWER: "check the host and port in REFRESH_DATABASE_URL and any firewall between",
+    Unreachable.NOT_POSTGRES: "correct the port in REFRESH_DATABASE_URL (PostgreSQL's is usually 5432)",
+    Unreachable.LOGIN_REFUSED: "correct the user and password in REFRESH_DATABASE_URL",
+    Unreachable.NO_DATABASE: "`refresh-assets db start` creates the dagster and warehouse databases",
+    Unreachable.OTHER: "check REFRESH_DATABASE_URL and that server",
+}
+
+
+def running_server_address(settings: Settings) -> ServerAddress:
+    """The address, for commands that need the database but do not start it: raises
+    DatabaseUnavailable at once if the embedded server is in use and not running."""
+    if settings.embedded and not embedded_server(settings).status().running:
+        raise DatabaseUnavailable(Unreachable.NOT_LISTENING, NOT_RUNNING)
+    return server_address(settings)
+
+
+def unavailable_message(settings: Settings, error: DatabaseUnavailable) -> str:
+    """One line naming the server in use (its setting, never the password), what went wrong
+    and what to do."""
+    if settings.database_url:
+        shown = server_address(settings).url(hide_password=True).replace(
+            "postgresql+psycopg2://", "postgresql://", 1)
+        return f"REFRESH_DATABASE_URL={shown}: {error}: {_EXTERNAL_FIXES[error.why]}"
+    if error.why is Unreachable.NOT_LISTENING:
+        return NOT_RUNNING
+    if error.why is Unreachable.NO_DATABASE:
+        return f"the embedded database: {error}: create it with `refresh-assets db start`"
+    server = embedded_server(settings)
+    return (f"the embedded database (REFRESH_PG_PORT={settings.pg_port}): {error}: "
+            f"see `refresh-assets db status` and {server.log_file}")
 
 
 @dataclass(frozen=True)
