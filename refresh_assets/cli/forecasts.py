@@ -7,15 +7,16 @@ from pathlib import Path
 
 import click
 import pandas as pd
+from psycopg2 import errors
 
-from refresh_assets.cli.common import settings_or_exit
+from refresh_assets.cli.common import database_errors, settings_or_exit
 from refresh_assets.lib.backtest import metrics, replay
 from refresh_assets.lib.cities import city_key, closest_city
 from refresh_assets.lib.database import warehouse_connection
 from refresh_assets.lib.fiscal_inputs import FiscalInputsError, read_fiscal_inputs_csv
 from refresh_assets.lib.fiscal_store import load_validated
 from refresh_assets.lib.projections import projections_for
-from refresh_assets.lib.runtime import server_address
+from refresh_assets.lib.runtime import running_server_address
 from refresh_assets.settings import DATA_DIR
 
 CALPERS = DATA_DIR / "calpers_valuations_2016.csv"
@@ -28,12 +29,14 @@ def _figures(input_csv: Path | None) -> pd.DataFrame:
             return read_fiscal_inputs_csv(input_csv)
         except FiscalInputsError as exc:
             raise click.ClickException(str(exc)) from None
+    settings = settings_or_exit()
     try:
-        with warehouse_connection(server_address(settings_or_exit())) as conn:
+        with database_errors(), warehouse_connection(running_server_address(settings)) as conn:
             figures = load_validated(conn)
-    except Exception as exc:  # no server, no table yet
-        raise click.ClickException(f"cannot read the validated figures ({exc}); run `make demo` "
-                                   "first or pass --input CSV") from None
+    except errors.UndefinedTable as exc:  # a warehouse that `refresh-assets db start` never prepared
+        raise click.ClickException(f"the warehouse has no validated figures yet "
+                                   f"({exc.diag.message_primary}): run `make demo` first or pass "
+                                   "--input CSV") from None
     if figures.empty:
         raise click.ClickException("no validated figures yet: run `make demo` first")
     return figures

@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 
 import click
 
-from refresh_assets.cli.common import export_environment, settings_or_exit
+from refresh_assets.cli.common import database_errors, export_environment, settings_or_exit
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_key, closest_city, known_cities
+from refresh_assets.lib.database import check_reachable
 from refresh_assets.lib.run_tags import CITY as CITY_TAG
 from refresh_assets.lib.run_tags import REQUESTED_BY as REQUESTED_BY_TAG
 from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
-from refresh_assets.lib.runtime import server_address
+from refresh_assets.lib.runtime import running_server_address
 
 JOB = "refresh_city"
 
@@ -36,11 +37,16 @@ def refresh(city: str, ui_port: int, no_follow: bool) -> None:
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
     settings = settings_or_exit()
-    export_environment(settings, server_address(settings))
     key = city_key(city)
     if key not in known_cities() and not (settings.entries_dir / key).is_dir():
         near = closest_city(city)
         raise click.UsageError(f"--city {city!r}: unknown" + (f"; did you mean {near}?" if near else ""))
+    with database_errors():
+        address = running_server_address(settings)
+        # The instance lives in the dagster database; Dagster's own connect would only
+        # give a traceback when it cannot be reached.
+        check_reachable(address, address.dagster_db)
+    export_environment(settings, address)
     with DagsterInstance.get() as instance:
         if key not in instance.get_dynamic_partitions(CITY_PARTITIONS):
             instance.add_dynamic_partitions(CITY_PARTITIONS, [key])
@@ -62,8 +68,10 @@ def refresh(city: str, ui_port: int, no_follow: bool) -> None:
                 "dagster/partition": key, CITY_TAG: key, TRIGGER_TAG: "manual",
                 REQUESTED_BY_TAG: getpass.getuser()})
         except (DagsterGraphQLClientError, OSError) as exc:
+            # The client's own message is the whole GraphQL query; its cause says what failed.
+            cause = str(exc.__cause__ or exc).strip().splitlines()[0]
             raise click.ClickException(
-                f"could not submit to the Dagster webserver on 127.0.0.1:{ui_port} ({exc}); "
+                f"could not submit to the Dagster webserver on 127.0.0.1:{ui_port} ({cause}); "
                 "start it with `make ui` (webserver + daemon)") from None
         click.echo(f"submitted run {run_id} ({JOB}, partition {key})")
         if no_follow:
