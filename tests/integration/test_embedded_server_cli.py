@@ -53,6 +53,11 @@ def test_start_is_idempotent_and_the_url_connects(own_cluster_env):
     assert run_cli("db", "status", env=env, check=False).returncode == 1
     assert "nothing to do" in run_cli("db", "stop", env=env).stdout
 
+    stopped = run_cli("project", "--city", "vallejo", env=env, check=False)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr
+    assert stopped.stderr.strip() == (
+        "Error: the database is not running: start it with `refresh-assets db start` (or `make demo`)")
+
 
 def test_an_unclean_shutdown_recovers(own_cluster_env):
     env = own_cluster_env
