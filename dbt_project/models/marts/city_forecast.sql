@@ -3,13 +3,19 @@
 with years as (
 
     select * from {{ ref('stg_analytics__projection_years') }}
-    where run_rank = 1
 
 ),
 
 summaries as (
 
     select * from {{ ref('stg_analytics__projection_summaries') }}
+
+),
+
+latest_years as (
+
+    select *
+    from years
     where run_rank = 1
 
 ),
@@ -17,21 +23,22 @@ summaries as (
 final as (
 
     select
-        years.city,
-        years.scenario,
-        years.base_year,
-        years.k as years_ahead,
-        years.fiscal_year,
-        years.revenue,
-        years.expenditures,
-        years.pension_expenditures,
-        years.fund_balance,
+        latest_years.city,
+        latest_years.scenario,
+        latest_years.base_year,
+        latest_years.k as years_ahead,
+        latest_years.fiscal_year,
+        latest_years.revenue,
+        latest_years.expenditures,
+        latest_years.pension_expenditures,
+        latest_years.fund_balance,
         summaries.cliff_year,
         summaries.reserve_breach_year,
         summaries.severity,
         summaries.methodology_version,
-        years.projected_at
-    from years
+        latest_years.projected_at
+    from latest_years
+    -- The summary of the same run: a year never meets another run's cliff year.
     inner join summaries using (city_key, run_id, scenario)
 
 )

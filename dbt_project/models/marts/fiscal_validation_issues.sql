@@ -1,15 +1,22 @@
--- The issues of each city's latest validation run: what blocks, what to look at.
-with results as (
+-- The current issues of every city: those of its latest validation. A validation that
+-- found nothing leaves its city out, so a fixed entry stops showing its old errors.
+with validations as (
+
+    select * from {{ ref('stg_ops__city_validations') }}
+
+),
+
+results as (
 
     select * from {{ ref('stg_ops__validation_results') }}
 
 ),
 
-latest_run_per_city as (
+latest_validations as (
 
-    select city_key, max(validated_at) as validated_at
-    from results
-    group by city_key
+    select run_id, city_key
+    from validations
+    where run_rank = 1
 
 ),
 
@@ -19,6 +26,7 @@ final as (
         results.city,
         results.fiscal_year,
         results.entry_version,
+        results.is_form_problem,
         results.source_path,
         results.field,
         results.rule,
@@ -27,8 +35,9 @@ final as (
         results.message,
         results.run_id,
         results.validated_at
-    from results
-    inner join latest_run_per_city using (city_key, validated_at)
+    from latest_validations
+    -- A run validates many cities: its issues belong to the city they name.
+    inner join results using (run_id, city_key)
 
 )
 
