@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,14 +10,11 @@ from pathlib import Path
 import click
 
 from refresh_assets.cli.common import export_environment, settings_or_exit, step
-from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
+from refresh_assets.cli.progress import MAIN_JOB, print_summary, run_main_job
 from refresh_assets.lib.database import MARTS_SCHEMA, table_row_counts
 from refresh_assets.lib.embedded_postgres import find_server_binaries
-from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
-from refresh_assets.lib.runtime import ensure_database
+from refresh_assets.lib.runtime import ensure_database, server_address
 from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
-
-MAIN_JOB = "refresh_all"
 
 
 def _venv_program(name: str) -> str:
@@ -38,32 +34,6 @@ def _prepare_dbt() -> None:
         [_venv_program("dbt"), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
          "--profiles-dir", str(DBT_PROJECT_DIR)],
         "dbt parse failed",
-    )
-
-
-def _register_cities(settings: Settings) -> list[str]:
-    """Adds every city with data to the instance's city partitions; returns all of them."""
-    from dagster import DagsterInstance  # the instance only; the CLI never loads defs/
-
-    with DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions(CITY_PARTITIONS))
-        missing = [k for k in city_keys_with_data(settings.entries_dir) if k not in known]
-        instance.add_dynamic_partitions(CITY_PARTITIONS, missing)
-        return list(instance.get_dynamic_partitions(CITY_PARTITIONS))
-
-
-def _run_main_job(settings: Settings) -> None:
-    cities = _register_cities(settings)
-    click.echo(f"      {len(cities)} city partitions, refreshed in one run")
-    # Every city partition in one run (the partitioned assets have single-run backfill
-    # policies), then the dbt models on top.
-    tags = {"dagster/asset_partition_range_start": cities[0],
-            "dagster/asset_partition_range_end": cities[-1],
-            TRIGGER_TAG: "manual"}
-    _run(
-        [_venv_program("dagster"), "job", "execute", "-m", "refresh_assets.definitions",
-         "-j", MAIN_JOB, "--tags", json.dumps(tags)],
-        f"the {MAIN_JOB} job failed; its run is in the Dagster UI (make ui)",
     )
 
 
@@ -87,19 +57,30 @@ def prepare() -> None:
         _prepare_dbt()
 
 
+verbose_option = click.option("--verbose", is_flag=True,
+                              help="Stream Dagster's event log instead of the progress display.")
+
+
 @click.command()
-def materialize() -> None:
-    """Run the main job (every asset) on the Dagster instance."""
+@verbose_option
+def materialize(verbose: bool) -> None:
+    """Refresh every city: all assets in one run, then the dbt models. Exit status 1 if any
+    city failed (the others are refreshed all the same) or the run failed."""
     with step(1, 3, "database"):
         settings = _ready_environment()
     with step(2, 3, "dbt manifest"):
         _prepare_dbt()
     with step(3, 3, f"materialize every asset (job {MAIN_JOB})"):
-        _run_main_job(settings)
+        address = server_address(settings)
+        summary = run_main_job(settings, address, verbose)
+    print_summary(summary, address)
+    if not summary.ok:
+        raise SystemExit(1)
 
 
 @click.command()
-def demo() -> None:
+@verbose_option
+def demo(verbose: bool) -> None:
     """Start the database, prepare dbt, materialize every asset, and summarise."""
     settings = settings_or_exit()
     with step(1, 4, "database"):
@@ -109,13 +90,14 @@ def demo() -> None:
     with step(2, 4, "dbt manifest"):
         _prepare_dbt()
     with step(3, 4, f"materialize every asset (job {MAIN_JOB})"):
-        _run_main_job(settings)
+        summary = run_main_job(settings, ready.address, verbose)
     with step(4, 4, "summary"):
         counts = table_row_counts(ready.address, MARTS_SCHEMA)
         for table, rows in counts.items():
             click.echo(f"      {MARTS_SCHEMA}.{table}: {rows:,} rows")
         example = settings.reports_dir / "vallejo" / "latest.html"
         click.echo(f"      change reports: {settings.reports_dir} (e.g. {example})")
+    print_summary(summary, ready.address)
     psql = find_server_binaries(settings.pg_bin) / "psql" if settings.embedded else Path("psql")
     click.echo(
         "\nNext:\n"
@@ -124,6 +106,8 @@ def demo() -> None:
         "                                            query the warehouse (marts.*)\n"
         "  make stop                                 stop the embedded database"
     )
+    if not summary.ok:
+        raise SystemExit(1)
 
 
 @click.command()

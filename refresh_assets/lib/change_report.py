@@ -270,18 +270,28 @@ def plan_reports(cities: dict[str, str], scores: pd.DataFrame, summaries: pd.Dat
                  years: pd.DataFrame, validated: pd.DataFrame) -> Isolated[list[PlannedReport]]:
     """What each city's report shows (`cities`: key -> name). A city whose changes cannot
     be worked out is set aside with its error; a city never scored gets no report."""
+    # Split once by city: filtering the whole frames for each city costs O(cities²).
+    by_city = [_by_city(frame) for frame in (scores, summaries, years, validated)]
+
     def plan(group: list[str]) -> list[PlannedReport]:
         planned = []
         for key in group:
-            changes = city_changes(cities[key], scores, summaries, validated)
+            city_scores, city_summaries, city_years, city_validated = (
+                parts.get(cities[key], frame.iloc[0:0])
+                for parts, frame in zip(by_city, (scores, summaries, years, validated),
+                                        strict=True))
+            changes = city_changes(cities[key], city_scores, city_summaries, city_validated)
             if changes is None:
                 continue
-            city_years = years[years["city"] == cities[key]] if len(years) else years
             planned.append(PlannedReport(key, changes, city_years,
                                          report_inputs_checksum(changes, city_years)))
         return planned
 
     return compute_isolated(sorted(cities), plan)
+
+
+def _by_city(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return dict(tuple(frame.groupby("city", sort=False))) if len(frame) else {}
 
 
 def render_isolated(planned: Sequence[PlannedReport]) -> Isolated[dict[str, str]]:

@@ -1,45 +1,110 @@
-"""The main job end to end: the CLI runs it on the Dagster instance in PostgreSQL."""
+"""The main job end to end through the CLI, as an operator runs it: a clean full refresh,
+then one bad entry for one city (the other 476 are refreshed, the bad one is named in the
+summary, the ops table and the check metadata, exit status 1), then the fix."""
 
+import os
+import re
+import shutil
+
+import dagster as dg
 import psycopg2
 import pytest
 
+from refresh_assets.lib.entries import EntryFile, known_figures, write_entry_file
+from refresh_assets.settings import PROJECT_DIR
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def query(address, sql: str, database: str | None = None):
+def query(address, sql: str, params=(), database: str | None = None):
     with psycopg2.connect(address.libpq_url(database)) as conn, conn.cursor() as cur:
-        cur.execute(sql)
+        cur.execute(sql, params)
         return cur.fetchall()
 
 
-def successful_runs(address) -> int:
-    if not query(address, "select to_regclass('public.runs') is not null", "dagster")[0][0]:
-        return 0
-    return query(address, "select count(*) from runs where pipeline_name = 'refresh_all'"
-                          " and status = 'SUCCESS'", "dagster")[0][0]
+def run_id_of(stdout: str) -> str:
+    return re.search(r"\(run ([0-9a-f-]{36}), ", stdout)[1]
 
 
-def test_materialize_fills_the_marts_and_is_idempotent(warehouse, dbt_manifest):
-    runs_before = successful_runs(warehouse)
-    versions = []
-    for attempt in (1, 2):
-        result = run_cli("materialize")
-        assert "[3/3] materialize every asset" in result.stdout
-        assert query(warehouse, "select count(*), count(distinct city)"
-                                " from marts.city_fiscal_years") == [(1841, 477)], attempt
-        versions.append(query(warehouse, "select count(*) from raw.fiscal_entries")[0][0])
-    assert versions[0] == versions[1], "a second run of unchanged data adds no version"
-    assert successful_runs(warehouse) == runs_before + 2
-    # Scores for every city-year, projections for every projectable city, a report each.
+def write_benicia_2019(entries, gf_revenues) -> None:
+    figures = {**known_figures(entries, "Benicia", 2019), "gf_revenues": gf_revenues}
+    write_entry_file(entries, EntryFile(
+        city="Benicia", fiscal_year=2019, source={"title": "Benicia ACFR FY2018-19"},
+        entered_by="test", entered_at="2026-11-23T10:00:00Z", figures=figures))
+
+
+def latest_benicia_scoring(address) -> str:
+    return query(address, "select run_id from analytics.risk_scores where city_key = 'benicia'"
+                          " order by scored_at desc limit 1")[0][0]
+
+
+def check_evaluation(run_id: str, check_name: str):
+    with dg.DagsterInstance.get() as instance:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    [evaluation] = [r.event_log_entry.dagster_event.event_specific_data for r in records
+                    if r.event_log_entry.dagster_event.event_specific_data.check_name == check_name]
+    return evaluation
+
+
+def test_one_bad_city_never_stops_the_others(warehouse, dbt_manifest, tmp_path):
+    entries = tmp_path / "entries"
+    shutil.copytree(PROJECT_DIR / "entries", entries)
+    env = {**os.environ, "REFRESH_ENTRIES_DIR": str(entries)}
+
+    clean = run_cli("materialize", env=env)
+    assert "[3/3] materialize every asset" in clean.stdout
+    assert "Refreshed 477 of 477 cities" in clean.stdout
+    assert query(warehouse, "select count(*), count(distinct city) from marts.city_fiscal_years"
+                 ) == [(1841, 477)]
     assert query(warehouse, "select count(*), count(distinct city) from marts.city_risk_scores"
                  ) == [(1841, 477)]
     assert query(warehouse, "select count(distinct city), count(*)"
                             " from marts.city_forecast_summary") == [(476, 3 * 476)]
-    assert query(warehouse, "select count(distinct city) from ops.refresh_operations"
-                            " where status = 'success'")[0][0] == 477
+    clean_run = run_id_of(clean.stdout)
+    assert query(warehouse, "select status, count(*) from ops.refresh_operations"
+                            " where run_id = %s group by 1", (clean_run,)) == [("success", 477)]
     # The real data set validates with no error; its oddities are warnings.
     severities = dict(query(warehouse, "select severity, count(*)"
                                        " from marts.fiscal_validation_issues group by 1"))
     assert "error" not in severities and severities["warning"] > 0
+    versions = query(warehouse, "select count(*) from raw.fiscal_entries")[0][0]
+    scored_before = latest_benicia_scoring(warehouse)
+    mart_before = query(warehouse, "select overall_points from marts.city_risk_scores"
+                                   " where city_key = 'benicia' order by fiscal_year")
+
+    write_benicia_2019(entries, -5)
+    bad = run_cli("materialize", env=env, check=False)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "Refreshed 476 of 477 cities" in bad.stdout
+    assert "benicia: validation: benicia/2019.yaml: field gf_revenues: non_negative" in bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
+    bad_run = run_id_of(bad.stdout)
+    outcomes = dict(query(warehouse, "select status, count(*) from ops.refresh_operations"
+                                     " where run_id = %s group by 1", (bad_run,)))
+    assert outcomes == {"success": 476, "failure": 1}
+    [(stage, error)] = query(warehouse, "select stage, error from ops.refresh_operations"
+                                        " where run_id = %s and status = 'failure'", (bad_run,))
+    assert stage == "validation"
+    assert error.startswith("benicia/2019.yaml: field gf_revenues: non_negative:")
+    # Only the bad entry is a new version; the city keeps its last valid scores everywhere.
+    assert query(warehouse, "select count(*) from raw.fiscal_entries")[0][0] == versions + 1
+    assert latest_benicia_scoring(warehouse) == scored_before
+    assert query(warehouse, "select overall_points from marts.city_risk_scores"
+                            " where city_key = 'benicia' order by fiscal_year") == mart_before
+    check = check_evaluation(bad_run, "no_validation_errors")
+    assert not check.passed
+    assert check.metadata["cities_held"].value == ["benicia"]
+    assert "non_negative" in check.metadata["details"].value
+    assert query(warehouse, "select city, rule, severity from marts.fiscal_validation_issues"
+                            " where severity = 'error'") == [("Benicia", "non_negative", "error")]
+
+    write_benicia_2019(entries, 31_000_000)
+    fixed = run_cli("materialize", env=env)
+    assert "Refreshed 477 of 477 cities" in fixed.stdout
+    assert check_evaluation(run_id_of(fixed.stdout), "no_validation_errors").passed
+    # Fixing the entry removes its issue from the current issues.
+    assert query(warehouse, "select count(*) from marts.fiscal_validation_issues"
+                            " where severity = 'error'") == [(0,)]
+    assert latest_benicia_scoring(warehouse) == run_id_of(fixed.stdout)

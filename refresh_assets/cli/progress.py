@@ -1,0 +1,179 @@
+"""Running the main job as a person watches it: one line per step with cities done / total
+and elapsed time, Dagster's event log in a file (or streamed with --verbose), and a
+closing summary of what happened to each city, read from ops.refresh_operations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
+from refresh_assets.lib.database import ServerAddress, warehouse_connection
+from refresh_assets.lib.refresh_outcomes import FAILURE, record_failures, run_outcomes
+from refresh_assets.lib.run_tags import TRIGGER
+from refresh_assets.settings import PROJECT_DIR, Settings
+
+MAIN_JOB = "refresh_all"
+INVOCATION_TAG = "refresh/invocation"  # finds the run this command started
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str | None
+    status: str
+    seconds: float
+    outcomes: pd.DataFrame
+    log_file: Path
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.outcomes[self.outcomes["status"] == FAILURE]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCESS" and self.failed.empty
+
+
+def register_cities(settings: Settings) -> list[str]:
+    """Adds every city with data to the instance's city partitions; returns all of them."""
+    from dagster import DagsterInstance  # the instance only; the CLI never loads defs/
+
+    with DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(CITY_PARTITIONS))
+        missing = [k for k in city_keys_with_data(settings.entries_dir) if k not in known]
+        instance.add_dynamic_partitions(CITY_PARTITIONS, missing)
+        return list(instance.get_dynamic_partitions(CITY_PARTITIONS))
+
+
+def _step_label(step_key: str) -> str:
+    # analytics__risk_scores -> analytics/risk_scores; the dbt step keeps its op name.
+    return step_key.replace("__", "/")
+
+
+def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> RunSummary:
+    """Runs every asset for every city in one run, showing progress; returns its summary."""
+    from dagster import DagsterEventType, DagsterInstance, RunsFilter
+
+    cities = register_cities(settings)
+    invocation = uuid.uuid4().hex
+    tags = {"dagster/asset_partition_range_start": cities[0],
+            "dagster/asset_partition_range_end": cities[-1],
+            TRIGGER: "manual", INVOCATION_TAG: invocation}
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = logs / f"{MAIN_JOB}-{datetime.now():%Y%m%d-%H%M%S}.log"
+    click.echo(f"      {len(cities)} cities in one run; event log: {log_file}")
+    command = [str(Path(sys.executable).parent / "dagster"), "job", "execute",
+               "-m", "refresh_assets.definitions", "-j", MAIN_JOB, "--tags", json.dumps(tags)]
+    started = time.perf_counter()
+    with log_file.open("w") as log:
+        process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=None if verbose else log,
+                                   stderr=subprocess.STDOUT if not verbose else None)
+        # A fixed width: piped output (CI, a log) would otherwise truncate the counts.
+        console = Console(width=110)
+        progress = Progress(TextColumn("      {task.description:<40}"), BarColumn(bar_width=20),
+                            MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
+                            TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+                            console=console, disable=verbose, transient=False)
+        run_id, cursor, tasks = None, None, {}
+        with DagsterInstance.get() as instance, progress:
+            while True:
+                finished = process.poll() is not None
+                if run_id is None:
+                    records = instance.get_run_records(RunsFilter(tags={INVOCATION_TAG: invocation}),
+                                                       limit=1)
+                    run_id = records[0].dagster_run.run_id if records else None
+                if run_id is not None:
+                    page = instance.get_records_for_run(run_id, cursor=cursor,
+                                                        of_type={DagsterEventType.STEP_START,
+                                                                 DagsterEventType.STEP_SUCCESS,
+                                                                 DagsterEventType.STEP_FAILURE})
+                    cursor = page.cursor
+                    for record in page.records:
+                        _show_step(progress, tasks, record.event_log_entry, len(cities))
+                if finished and (run_id is None or not page.has_more):
+                    break
+                time.sleep(POLL_SECONDS)
+    seconds = time.perf_counter() - started
+    status, error = _run_status(run_id)
+    outcomes = pd.DataFrame(columns=["city_key", "status", "stage", "error"])
+    if run_id is not None:
+        with warehouse_connection(address) as conn:
+            if error is not None:
+                # As the run failure sensor does when the daemon runs: every city of the run
+                # that has no outcome yet failed with the run (recording twice is harmless).
+                record_failures(conn, run_id, "manual", "run", pd.DataFrame(
+                    {"city_key": cities, "city": cities, "error": error[:2000]}))
+            outcomes = run_outcomes(conn, run_id)
+    return RunSummary(run_id, status, seconds, outcomes, log_file)
+
+
+def _show_step(progress: Progress, tasks: dict, entry, cities: int) -> None:
+    from dagster import DagsterEventType
+
+    step = entry.step_key
+    kind = entry.dagster_event.event_type
+    dbt = step.startswith("warehouse_dbt")
+    if step not in tasks:
+        total = 1 if dbt else cities
+        tasks[step] = (progress.add_task(_step_label(step), total=total,
+                                         unit="" if dbt else "cities", state="running"), total)
+    task, total = tasks[step]
+    if kind == DagsterEventType.STEP_SUCCESS:
+        progress.update(task, completed=total, state="done")
+        progress.stop_task(task)
+    elif kind == DagsterEventType.STEP_FAILURE:
+        progress.update(task, state="FAILED")
+        progress.stop_task(task)
+
+
+def _run_status(run_id: str | None) -> tuple[str, str | None]:
+    """The run's final status, and its failure message if it failed."""
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+    if run_id is None:
+        return "NOT STARTED", "the run did not start: see the event log"
+    with DagsterInstance.get() as instance:
+        run = instance.get_run_by_id(run_id)
+        if run.status != DagsterRunStatus.FAILURE:
+            return run.status.value, None
+        failures = instance.get_records_for_run(
+            run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}).records
+        messages = [r.event_log_entry.dagster_event.message or "" for r in failures]
+        return run.status.value, next((m for m in messages if m), "the run failed")
+
+
+def print_summary(summary: RunSummary, address: ServerAddress) -> None:
+    """The closing summary: cities refreshed and failed (with the reason), time, where to look."""
+    refreshed = int((summary.outcomes["status"] != FAILURE).sum())
+    total = len(summary.outcomes)
+    click.echo(f"\nRefreshed {refreshed} of {total} cities in {summary.seconds:.1f} s "
+               f"(run {summary.run_id or '-'}, {summary.status.lower()}).")
+    failed = summary.failed
+    if len(failed):
+        click.secho(f"{len(failed)} city(ies) failed and keep their last valid results:",
+                    fg="red", err=True)
+        for row in failed.head(20).itertuples():
+            click.echo(f"  {row.city_key}: {row.stage}: {row.error}", err=True)
+        if len(failed) > 20:
+            click.echo(f"  ... and {len(failed) - 20} more: select * from ops.refresh_operations"
+                       f" where run_id = '{summary.run_id}' and status = 'failure'", err=True)
+    if summary.status != "SUCCESS":
+        click.secho(f"the run ended {summary.status.lower()}: see the event log "
+                    f"{summary.log_file}", fg="red", err=True)
+    click.echo(f"Marts: schema marts of {address.url(hide_password=True)}")
+    click.echo(f"Event log: {summary.log_file}")
+    if summary.run_id:
+        click.echo(f"In the UI (make ui): http://127.0.0.1:3000/runs/{summary.run_id}")
