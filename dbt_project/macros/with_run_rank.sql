@@ -12,7 +12,10 @@ runs as (
     select
         city_key,
         run_id,
-        dense_rank() over (partition by city_key order by max({{ time_column }}) desc) as run_rank
+        -- run_id breaks a tie of times, so exactly one run of a city ranks first
+        dense_rank() over (
+            partition by city_key order by max({{ time_column }}) desc, run_id desc
+        ) as run_rank
     from source
     group by city_key, run_id
 

@@ -8,10 +8,12 @@ import time
 from datetime import UTC, datetime
 
 import click
+import pandas as pd
 
 from refresh_assets.cli.common import database_errors, export_environment, settings_or_exit
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_key, closest_city, known_cities
-from refresh_assets.lib.database import check_reachable
+from refresh_assets.lib.database import check_reachable, warehouse_connection
+from refresh_assets.lib.refresh_outcomes import FAILURE, run_outcomes
 from refresh_assets.lib.run_tags import CITY as CITY_TAG
 from refresh_assets.lib.run_tags import REQUESTED_BY as REQUESTED_BY_TAG
 from refresh_assets.lib.run_tags import TRIGGER as TRIGGER_TAG
@@ -77,6 +79,25 @@ def refresh(city: str, ui_port: int, no_follow: bool) -> None:
         if no_follow:
             return
         _follow(instance, run_id)
+    _report_outcome(address, key, run_id)
+
+
+def _report_outcome(address, key: str, run_id: str) -> None:
+    """The city's outcome as the run recorded it; exit status 1 if it failed."""
+
+    with warehouse_connection(address) as conn:
+        outcomes = run_outcomes(conn, run_id)
+    mine = outcomes[outcomes["city_key"] == key]
+    if mine.empty:
+        raise click.ClickException(f"run {run_id} recorded no outcome for {key}: see the run in "
+                                   "the UI")
+    row = mine.iloc[0]
+    if row["status"] == FAILURE:
+        raise click.ClickException(f"{key} was not refreshed (failed at {row['stage']}): "
+                                   f"{row['error']}; it keeps its last valid results")
+    click.echo(f"{key}: refreshed ({row['overall_risk'] or 'not scored'} risk, fiscal cliff "
+               f"{'FY' + str(int(row['cliff_year'])) if pd.notna(row['cliff_year']) else 'none'}"
+               f"; report {row['report_path'] or '-'})")
 
 
 def _follow(instance, run_id: str) -> None:

@@ -17,5 +17,5 @@ def run_city_keys(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[str]
     end = tags.get("dagster/asset_partition_range_end")
     if start is None or end is None:
         return []
-    return list(city_partitions.get_partition_keys_in_range(
-        dg.PartitionKeyRange(start, end), dynamic_partitions_store=instance))
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        return list(city_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end)))

@@ -69,7 +69,7 @@ def test_the_ui_shows_python_and_dbt_assets_in_one_graph_with_checks(ui_url):
     assert [d["path"] for d in validated["dependencyKeys"]] == [["raw", "fiscal_entries"]]
     assert nodes["raw/fiscal_entries"]["groupName"] == "ingestion"
     assert {c["name"] for c in validated["assetChecksOrError"]["checks"]} == {
-        "no_validation_errors"}
+        "no_validation_errors", "stored_rows_pass_error_rules"}
     checks = {c["name"] for c in mart["assetChecksOrError"]["checks"]}
     assert "unique_city_fiscal_years_city_fiscal_year_id" in checks
 
@@ -85,3 +85,4 @@ def test_refresh_submits_follows_and_a_second_request_waits_for_the_first(ui_url
     second_run = second.stdout.split("submitted run ")[1].split()[0]
     assert f"run {second_run}: success" in second.stdout
     assert "done      reports__change_report" in second.stdout
+    assert "vallejo: refreshed (" in second.stdout

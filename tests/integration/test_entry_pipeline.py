@@ -54,8 +54,9 @@ class Operator:
         self.automation_cursor = None
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor,
-                                          resources=self.defs.resources)
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor,
+            resources={"source_files": self.defs.resources["source_files"]})
         result = self.sensor(context)
         self.cursor = result.cursor
         for request in result.dynamic_partitions_requests or []:
@@ -80,6 +81,12 @@ class Operator:
 
         return dg.materialize([warehouse_dbt_models], instance=self.instance,
                               resources=self.defs.resources)
+
+
+def outcome(address, run_id: str) -> tuple[str, str | None, str | None]:
+    [row] = query(address, "select status, stage, error from ops.refresh_operations"
+                           " where run_id = %s and city_key = 'vallejo'", (run_id,))
+    return row
 
 
 def edit(entries_dir, year: int, **figures):
@@ -143,17 +150,27 @@ def test_an_invalid_edit_is_refused_and_downstream_stays_on_valid_data(defs, ins
     assert "gf_revenues" in check.metadata["details"].value
     assert "non_negative" in check.metadata["details"].value
 
+    # The run goes on for the other steps; Vallejo is held back and says why.
+    assert result.success
+    assert outcome(warehouse, result.run_id) == (
+        "failure", "validation",
+        "vallejo/2019.yaml: field gf_revenues: non_negative: cannot be negative in audited "
+        "statements (value: -5)")
     # Nothing entered is lost; downstream keeps the last valid version.
     assert query(warehouse, "select count(*) from raw.fiscal_entries where city = 'Vallejo'"
                             " and fiscal_year = 2019 and gf_revenues = -5") == [(1,)]
     assert vallejo_2019(warehouse, "gf_revenues::bigint, entry_version",
                         "analytics.validated_fiscal_data") == valid_before
+    assert query(warehouse, "select count(*) from analytics.risk_scores where run_id = %s",
+                 (result.run_id,)) == [(0,)]
     recorded = query(warehouse, "select source_path, field, rule from ops.validation_results"
                                 " where city = 'Vallejo' and severity = 'error'")
     assert ("vallejo/2019.yaml", "gf_revenues", "non_negative") in recorded
 
-    # The marts' automation waits for the blocking check to pass.
-    assert VALIDATED_VIEW not in operator.automation_requests()
+    # The marts follow, and still show the last valid figures.
+    operator.automation_requests()
+    assert operator.build_marts().success
+    assert vallejo_2019(warehouse, "gf_revenues::bigint") == [(valid_before[0][0],)]
 
 
 def test_malformed_and_deleted_files_change_nothing_in_raw(defs, instance, entries_dir,
@@ -173,9 +190,11 @@ def test_malformed_and_deleted_files_change_nothing_in_raw(defs, instance, entri
     assert not check.passed
     assert "vallejo/2018.yaml" in check.metadata["details"].value
     assert query(warehouse, count) == before
-    # The blocking check stops validation in the same run.
-    assert not any(e.check_name == "no_validation_errors"
-                   for e in result.get_asset_check_evaluations())
+    # The city is held back at ingestion, named with its file, and the run goes on.
+    assert result.success
+    status, stage, error = outcome(warehouse, result.run_id)
+    assert (status, stage) == ("failure", "ingestion")
+    assert error.startswith("vallejo/2018.yaml: field (file): yaml_syntax: not valid YAML")
 
     path.unlink()
     deleted = operator.tick()

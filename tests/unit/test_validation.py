@@ -115,3 +115,39 @@ def test_downstream_keeps_the_last_valid_version_when_the_newest_fails():
     versions = pd.concat([versions, fixed], ignore_index=True)
     chosen = latest_valid_versions(versions, validate_versions(versions, POLICY))
     assert chosen["entry_version"].tolist() == [3]
+
+
+def test_an_operator_entry_outranks_the_bulk_import_and_the_later_ingest_wins():
+    from refresh_assets.lib.validation import current_versions
+
+    versions = pd.DataFrame([
+        {"city": "Vallejo", "fiscal_year": 2019, "entry_version": 1, "source_kind": "entry_file"},
+        {"city": "Vallejo", "fiscal_year": 2019, "entry_version": 2, "source_kind": "bulk_import"},
+        {"city": "Vallejo", "fiscal_year": 2019, "entry_version": 3, "source_kind": "entry_file"},
+        {"city": "Vallejo", "fiscal_year": 2020, "entry_version": 4, "source_kind": "bulk_import"},
+        {"city": "Vallejo", "fiscal_year": 2020, "entry_version": 5, "source_kind": "bulk_import"},
+    ])
+    chosen = current_versions(versions).set_index("fiscal_year")["entry_version"].to_dict()
+    # The bulk re-import (2) does not displace an operator's entry; the later entry (3) wins.
+    assert chosen == {2019: 3, 2020: 5}
+    # The order rows arrive in does not matter.
+    shuffled = current_versions(versions.sample(frac=1, random_state=7))
+    assert shuffled.set_index("fiscal_year")["entry_version"].to_dict() == chosen
+
+
+def test_a_refused_operator_entry_holds_the_city_on_its_valid_bulk_version():
+    from refresh_assets.lib.validation import validate_cities
+
+    base = {"city": "Benicia", "fiscal_year": 2019, "population": 28000,
+            "gf_revenues": 40e6, "gf_expenditures_and_transfers_out": 39e6,
+            "gf_unrestricted_fund_balance": 10e6, "government_wide_revenues": 80e6}
+    versions = pd.DataFrame([
+        {**base, "entry_version": 10, "source_kind": "bulk_import", "source_path": "bulk#b/2019"},
+        {**base, "gf_revenues": -5, "entry_version": 11, "source_kind": "entry_file",
+         "source_path": "benicia/2019.yaml"},
+    ])
+    outcome = validate_cities(versions)
+    assert outcome.valid["entry_version"].tolist() == [10]
+    assert outcome.refused_cities == ["Benicia"]
+    assert outcome.refused[["source_path", "field", "rule"]].values.tolist() == [
+        ["benicia/2019.yaml", "gf_revenues", "non_negative"]]
