@@ -169,7 +169,7 @@ def enter(city, fiscal_year, document_url, document_title, entered_by, notes, as
 
 def _confirm_and_write(entry: EntryFile, entries_dir: Path, path: Path, *, interactive: bool):
     relative = str(path.relative_to(entries_dir))
-    candidate = ParsedEntry(path, relative, "", entry)
+    candidate = ParsedEntry(path, relative, entry)
     context = [e for e in sibling_entries([path]) if e.entry.fiscal_year != entry.fiscal_year]
     problems = value_problems([candidate], context)
     figures = entry.figures.model_dump(exclude_none=True)

@@ -27,7 +27,6 @@ too, over the figures that could be read, so that one pass shows every problem.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -146,7 +145,6 @@ class Problem:
 class ParsedEntry:
     path: Path
     relative_path: str
-    checksum: str
     entry: EntryFile
 
 
@@ -235,8 +233,7 @@ def _read_entry(path: Path, entries_dir: Path | None) -> _Reading:
         return _Reading(relative, problems, salvaged=_salvage(data, city, fiscal_year, path,
                                                               relative),
                         named_figures=frozenset(named_figures))
-    return _Reading(relative, [], ParsedEntry(path, relative, hashlib.sha256(content).hexdigest(),
-                                              entry))
+    return _Reading(relative, [], ParsedEntry(path, relative, entry))
 
 
 def unreadable_problem(file: str, error: OSError) -> Problem:
@@ -428,7 +425,6 @@ def entries_to_frame(parsed: list[ParsedEntry]) -> pd.DataFrame:
             **entry.figures.model_dump(),
             "source_kind": "entry_file",
             "source_path": item.relative_path,
-            "source_checksum": item.checksum,
             "document_title": entry.source.title,
             "document_url": str(entry.source.url) if entry.source.url else None,
             "document_pages": json.dumps(entry.source.pages) if entry.source.pages else None,
