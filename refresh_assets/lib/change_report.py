@@ -20,8 +20,6 @@ import pandas as pd
 from refresh_assets.lib.isolation import Isolated, compute_isolated
 from refresh_assets.lib.scoring import INDICATORS, MAX_POINTS
 
-LEVEL_ORDER = {"High": 0, "Moderate": 1, "Low": 2}  # more points, less risk
-
 
 @dataclass
 class CityChanges:

@@ -25,8 +25,6 @@ from refresh_assets.settings import DAGSTER_DB, WAREHOUSE_DB, SettingsError
 
 RAW_SCHEMA = "raw"
 ANALYTICS_SCHEMA = "analytics"
-STAGING_SCHEMA = "staging"
-INTERMEDIATE_SCHEMA = "intermediate"
 MARTS_SCHEMA = "marts"
 OPS_SCHEMA = "ops"
 CONNECT_TIMEOUT_S = 10

@@ -170,7 +170,7 @@ class EmbeddedPostgres:
         bin_dir = find_server_binaries(self._bin_dir_setting)
         account = self._server_account()
         if account is not None:
-            notes.extend(self._grant_search_permission(account, bin_dir))
+            notes.extend(self._grant_search_permission(bin_dir))
         if not self.initialised:
             self._initdb(bin_dir, account)
             notes.append(f"initialised a new cluster in {self.data_dir}")
@@ -217,8 +217,9 @@ class EmbeddedPostgres:
             f"set REFRESH_PG_OS_USER to an existing account"
         )
 
-    def _grant_search_permission(self, account: pwd.struct_passwd, bin_dir: Path) -> list[str]:
-        """Lets `account` reach the cluster folder and the binaries (o+x on each parent)."""
+    def _grant_search_permission(self, bin_dir: Path) -> list[str]:
+        """Lets the server's account, as any other user, reach the cluster folder and the
+        binaries (o+x on each parent)."""
         changed = []
         self.root.mkdir(parents=True, exist_ok=True)
         install_dir = bin_dir.parent

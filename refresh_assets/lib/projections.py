@@ -20,7 +20,6 @@ from refresh_assets.lib.isolation import compute_isolated
 
 METHODOLOGY_VERSION = "v1.1"
 HORIZON = np.arange(1, 11)
-SCENARIOS = ("base", "optimistic", "pessimistic")
 GROWTH_CLAMP = (-0.05, 0.08)
 MIN_SPREAD, DEFAULT_SPREAD = 0.01, 0.02
 OTHER_SPENDING_GROWTH = 0.025
