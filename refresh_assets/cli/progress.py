@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import click
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
 from refresh_assets.lib.database import ServerAddress, warehouse_connection
@@ -57,6 +58,14 @@ def register_cities(settings: Settings) -> list[str]:
         return list(instance.get_dynamic_partitions(CITY_PARTITIONS))
 
 
+def _copy_lines(source, log, echo: bool) -> None:
+    """The job's output into the log file, and onto the terminal too with --verbose."""
+    for line in source:
+        log.write(line)
+        if echo:
+            sys.stdout.write(line)
+
+
 def _step_label(step_key: str) -> str:
     # analytics__risk_scores -> analytics/risk_scores; the dbt step keeps its op name.
     return step_key.replace("__", "/")
@@ -79,15 +88,17 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
                "-m", "refresh_assets.definitions", "-j", MAIN_JOB, "--tags", json.dumps(tags)]
     started = time.perf_counter()
     with log_file.open("w") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=None if verbose else log,
-                                   stderr=subprocess.STDOUT if not verbose else None)
+        process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        copier = threading.Thread(target=_copy_lines, args=(process.stdout, log, verbose))
+        copier.start()
         # A fixed width: piped output (CI, a log) would otherwise truncate the counts.
         console = Console(width=110)
-        progress = Progress(TextColumn("      {task.description:<40}"), BarColumn(bar_width=20),
-                            MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
-                            TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+        progress = Progress(TextColumn("      {task.description:<36}"), BarColumn(bar_width=20),
+                            TextColumn("{task.fields[detail]:<18}"),
+                            TextColumn("{task.fields[state]:<8}"), TimeElapsedColumn(),
                             console=console, disable=verbose, transient=False)
-        run_id, cursor, tasks = None, None, {}
+        run_id, cursor, lines = None, None, {}
         with DagsterInstance.get() as instance, progress:
             while True:
                 finished = process.poll() is not None
@@ -99,13 +110,15 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
                     page = instance.get_records_for_run(run_id, cursor=cursor,
                                                         of_type={DagsterEventType.STEP_START,
                                                                  DagsterEventType.STEP_SUCCESS,
-                                                                 DagsterEventType.STEP_FAILURE})
+                                                                 DagsterEventType.STEP_FAILURE,
+                                                                 DagsterEventType.ASSET_MATERIALIZATION})
                     cursor = page.cursor
                     for record in page.records:
-                        _show_step(progress, tasks, record.event_log_entry, len(cities))
+                        _show_step(progress, lines, record.event_log_entry, len(cities))
                 if finished and (run_id is None or not page.has_more):
                     break
                 time.sleep(POLL_SECONDS)
+        copier.join()
     seconds = time.perf_counter() - started
     status, error = _run_status(run_id)
     outcomes = pd.DataFrame(columns=["city_key", "status", "stage", "error"])
@@ -120,23 +133,36 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
     return RunSummary(run_id, status, seconds, outcomes, log_file)
 
 
-def _show_step(progress: Progress, tasks: dict, entry, cities: int) -> None:
+@dataclass
+class _StepLine:
+    task: int
+    cities: int = 0  # materializations of city partitions seen
+    assets: int = 0  # materializations without a partition (the medians, dbt models)
+
+
+def _show_step(progress: Progress, lines: dict[str, _StepLine], entry, cities: int) -> None:
+    """Updates the step's line: cities done / total for a per-city step, assets built for
+    the others, and its state."""
     from dagster import DagsterEventType
 
-    step = entry.step_key
-    kind = entry.dagster_event.event_type
-    dbt = step.startswith("warehouse_dbt")
-    if step not in tasks:
-        total = 1 if dbt else cities
-        tasks[step] = (progress.add_task(_step_label(step), total=total,
-                                         unit="" if dbt else "cities", state="running"), total)
-    task, total = tasks[step]
-    if kind == DagsterEventType.STEP_SUCCESS:
-        progress.update(task, completed=total, state="done")
-        progress.stop_task(task)
-    elif kind == DagsterEventType.STEP_FAILURE:
-        progress.update(task, state="FAILED")
-        progress.stop_task(task)
+    step, event = entry.step_key, entry.dagster_event
+    if step not in lines:
+        lines[step] = _StepLine(progress.add_task(_step_label(step), total=cities,
+                                                  detail="", state="running"))
+    line = lines[step]
+    if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+        if event.partition:
+            line.cities += 1
+        else:
+            line.assets += 1
+    elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+        progress.stop_task(line.task)
+    state = {DagsterEventType.STEP_SUCCESS: "done",
+             DagsterEventType.STEP_FAILURE: "FAILED"}.get(event.event_type)
+    detail = (f"{line.cities}/{cities} cities" if line.cities
+              else f"{line.assets} asset(s)" if line.assets else "")
+    progress.update(line.task, completed=line.cities, detail=detail,
+                    **({"state": state} if state else {}))
 
 
 def _run_status(run_id: str | None) -> tuple[str, str | None]:

@@ -70,15 +70,18 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         changed = analytics_store.append_changed_projections(
             conn, context.run.run_id, projected.yearly, projected.summary)
         record_failures(context, conn, "projection", projected.errors)
-    headline = projected.summary[projected.summary["scenario"] == "base"]
+    summary = projected.summary
+    headline = summary[summary["scenario"] == "base"] if len(summary) else None
     if projected.calpers_unmatched:
         context.log.info("no CalPERS schedule matched (5% pension growth used): "
                          + ", ".join(projected.calpers_unmatched))
     return dg.MaterializeResult(metadata={
         **describe_cities(context, "projection", projected.errors, held),
-        "cities_projected": len(headline),
+        "cities_projected": 0 if headline is None else len(headline),
         "cities_with_new_projections": len(changed),
-        "cities_without_base_year": sorted(set(validated["city"]) - set(headline["city"])),
-        "base_scenario_severity": headline["severity"].value_counts().to_dict(),
+        "cities_without_base_year": sorted(
+            set(validated["city"]) - (set() if headline is None else set(headline["city"]))),
+        "base_scenario_severity": {} if headline is None
+        else headline["severity"].value_counts().to_dict(),
         "calpers_unmatched_cities": projected.calpers_unmatched,
     })

@@ -5,6 +5,7 @@ summary, the ops table and the check metadata, exit status 1), then the fix."""
 import os
 import re
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import psycopg2
@@ -56,6 +57,11 @@ def test_one_bad_city_never_stops_the_others(warehouse, dbt_manifest, tmp_path):
     clean = run_cli("materialize", env=env)
     assert "[3/3] materialize every asset" in clean.stdout
     assert "Refreshed 477 of 477 cities" in clean.stdout
+    # A progress line per step, not Dagster's event log (that goes to the file named).
+    assert "analytics/risk_scores" in clean.stdout and "477/477 cities" in clean.stdout
+    assert " DEBUG " not in clean.stdout and "STEP_START" not in clean.stdout
+    log_file = re.search(r"Event log: (\S+)", clean.stdout)[1]
+    assert "STEP_SUCCESS" in Path(log_file).read_text()
     assert query(warehouse, "select count(*), count(distinct city) from marts.city_fiscal_years"
                  ) == [(1841, 477)]
     assert query(warehouse, "select count(*), count(distinct city) from marts.city_risk_scores"

@@ -133,3 +133,35 @@ def test_a_failed_refresh_is_recorded_with_its_error(city_setup, warehouse):
     [(trigger, _, _, _, status, _, error)] = operations(warehouse, result.run_id)
     assert (trigger, status) == ("manual", "failure")
     assert "raw__fiscal_entries" in error
+
+
+def notifications(address, run_id):
+    with psycopg2.connect(address.libpq_url()) as conn, conn.cursor() as cur:
+        cur.execute("select status, error from ops.notifications where run_id = %s", (run_id,))
+        return cur.fetchall()
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("REFRESH_SMTP_PORT", "abc", "REFRESH_SMTP_PORT must be a port number (1-65535), got 'abc'"),
+    ("REFRESH_SMTP_PORT", None, "email to 127.0.0.1:"),  # nothing listens there
+])
+def test_a_failed_email_is_recorded_and_never_fails_the_refresh(city_setup, warehouse, monkeypatch,
+                                                                setting, value, expected):
+    defs, instance, entries = city_setup
+    monkeypatch.setenv("REFRESH_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("REFRESH_SMTP_SECURITY", "none")
+    monkeypatch.setenv("REFRESH_SMTP_SENDER", "refresh@example.org")
+    monkeypatch.setenv("REFRESH_SMTP_RECIPIENTS", "cfo@example.org")
+    monkeypatch.setenv(setting, value if value is not None else str(free_port()))
+    path = entries / "vallejo" / "2020.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["figures"]["gf_unrestricted_fund_balance"] = 50_000_000 + len(value or "")
+    path.write_text(yaml.safe_dump(document))
+
+    result = refresh(defs, instance)
+    assert result.success
+    [(_, _, _, _, status, report_path, _)] = operations(warehouse, result.run_id)
+    assert status == "success" and Path(report_path).exists()
+    [(email_status, error)] = notifications(warehouse, result.run_id)
+    assert email_status == "failed"
+    assert expected in error
