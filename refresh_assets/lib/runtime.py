@@ -105,6 +105,12 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         # Dagster writes a step's events in batches instead of one insert (and one new
         # connection) per event: a full refresh writes thousands of them.
         "DAGSTER_EVENT_BATCH_SIZE": os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "500"),
+        # One "materialization planned" event per asset for a run over a range of cities,
+        # instead of one per city written one by one (2,400 inserts, ~27 s, for 477 cities).
+        # Dagster's trade-off: a failed run does not mark each city's partition as failed in
+        # the UI; ops.refresh_operations records each city's failure all the same.
+        "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": os.environ.get(
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true"),
         # The SMTP resource reads these through EnvVar, which refuses an unset variable:
         # unset means "no email", so pass them on as empty strings.
         **{name: os.environ.get(name, "") for name in SMTP_VARIABLES},
