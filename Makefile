@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_entries.py
 	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_refresh.py
 
 clean: stop
 	rm -rf .refresh dbt_project/target dbt_project/logs

@@ -79,9 +79,17 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         **describe_cities(context, "projection", projected.errors, held),
         "cities_projected": 0 if headline is None else len(headline),
         "cities_with_new_projections": len(changed),
-        "cities_without_base_year": sorted(
+        # Counts and a few names: a range run copies this metadata onto every city's
+        # materialization, so a list of every city would cost O(cities²).
+        "cities_without_base_year": _few(
             set(validated["city"]) - (set() if headline is None else set(headline["city"]))),
         "base_scenario_severity": {} if headline is None
         else headline["severity"].value_counts().to_dict(),
-        "calpers_unmatched_cities": projected.calpers_unmatched,
+        "calpers_unmatched_cities": _few(projected.calpers_unmatched),
     })
+
+
+def _few(cities, shown: int = 20) -> str:
+    names = sorted(cities)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)}: {', '.join(names[:shown])}{more}" if names else "none"
