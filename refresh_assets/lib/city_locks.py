@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-import psycopg2
-
-from refresh_assets.lib.database import ServerAddress
+from refresh_assets.lib.database import ServerAddress, connect
 
 # First half of the two-int advisory-lock keys; the second half is hashtext(city_key).
 RUN_LOCK_SPACE = 7_240_101
@@ -51,10 +49,8 @@ class CityRunLocks:
         self._conn = None
 
     def __enter__(self) -> CityRunLocks:
-        self._conn = psycopg2.connect(
-            host=self.address.host, port=self.address.port, user=self.address.user,
-            password=self.address.password, dbname=self.address.warehouse_db,
-            connect_timeout=10, application_name=f"{APPLICATION_PREFIX}{self.run_id}"[:63])
+        self._conn = connect(self.address,
+                             application_name=f"{APPLICATION_PREFIX}{self.run_id}")
         self._conn.autocommit = True  # session locks: no transaction left open while held
         try:
             self._acquire()

@@ -165,9 +165,11 @@ def _accepts_tcp(address: ServerAddress) -> bool:
         return False
 
 
-def connect(address: ServerAddress, database: str | None = None):
+def connect(address: ServerAddress, database: str | None = None, *,
+            application_name: str = "refresh_assets"):
     """A psycopg2 connection to one database (the warehouse unless named); raises
-    DatabaseUnavailable if the server cannot be reached or refuses it."""
+    DatabaseUnavailable if the server cannot be reached or refuses it. `application_name`
+    is what pg_stat_activity shows (the city locks name their run there)."""
     dbname = database or address.warehouse_db
     try:
         return psycopg2.connect(
@@ -177,7 +179,7 @@ def connect(address: ServerAddress, database: str | None = None):
             password=address.password,
             dbname=dbname,
             connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="refresh_assets",
+            application_name=application_name[:63],  # PostgreSQL keeps 63 bytes
         )
     except psycopg2.OperationalError as exc:
         why = classify_connection_failure(str(exc))
