@@ -63,6 +63,9 @@ FIGURE_FIELDS = tuple(f for f in FIELDS if f.name not in IDENTITY_FIELDS)
 FIGURE_NAMES = tuple(f.name for f in FIGURE_FIELDS)
 ENTRY_FILE_SUFFIXES = (".yaml", ".yml")
 SCHEMA_FILE_NAME = "entry.schema.json"
+# A city's CalPERS valuation files live in this subfolder of its folder (a kind of their
+# own: `valuation_entries.py`); they are no ACFR entry files.
+VALUATION_FOLDER = "calpers"
 
 Figures = create_model(
     "Figures",
@@ -321,11 +324,12 @@ def parse_entry_file(path: Path, entries_dir: Path | None = None) -> ParsedEntry
 
 
 def find_entry_files(entries_dir: Path) -> list[Path]:
-    """Every entry file below `entries_dir`, in a stable order."""
+    """Every ACFR entry file below `entries_dir`, in a stable order: the YAML files outside
+    the `calpers/` folders of valuation files (`valuation_entries.find_valuation_files`)."""
     if not entries_dir.is_dir():
         return []
     return sorted(p for p in entries_dir.rglob("*") if p.suffix in ENTRY_FILE_SUFFIXES
-                  and p.is_file())
+                  and p.parent.name != VALUATION_FOLDER and p.is_file())
 
 
 def check_entry_files(paths: list[Path], entries_dir: Path | None = None, *,

@@ -24,6 +24,9 @@ GROWTH_CLAMP = (-0.05, 0.08)
 MIN_SPREAD, DEFAULT_SPREAD = 0.01, 0.02
 OTHER_SPENDING_GROWTH = 0.025
 PENSION_FALLBACK_GROWTH = 1.05
+BULK_SCHEDULE_SOURCE = "calpers_valuation_2016"
+ENTRY_SCHEDULE_SOURCE = "calpers_valuation_entry_{year}"  # the valuation year
+FALLBACK_SCHEDULE_SOURCE = "fallback_5pct"
 RESERVE_MINIMUM_SHARE = 0.167  # two months of expenditures, the GFOA minimum
 NAME_ALIASES = {"san buenaventura": "ventura", "angels": "angels camp"}
 REPORTED_YEARS = {  # column of an entry for year X -> the year it reports (X - lag)
@@ -146,9 +149,45 @@ def match_calpers(cities: pd.Series, calpers: pd.DataFrame) -> CalpersMatch:
     )
 
 
-def pension_factors(base: pd.DataFrame, schedules: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def newest_valuation_schedules(valuations: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Per city, the schedule of its newest valuation entry: the latest valuation date; the
+    plans valued on that date summed per fiscal year, a year that one of them lacks left out
+    (NaN). `valuations`: one row per plan (the current version of each valuation file) with
+    city, valuation_date and employer_contributions (fiscal year -> USD).
+
+    Returns the schedules (index: city; columns: fiscal years) and each city's schedule
+    source, `calpers_valuation_entry_<valuation year>`."""
+    if valuations.empty:
+        return pd.DataFrame(dtype=float), pd.Series(dtype=object)
+    dates = pd.to_datetime(valuations["valuation_date"])
+    newest = valuations[dates == dates.groupby(valuations["city"]).transform("max")]
+    plans = pd.DataFrame.from_records(list(newest["employer_contributions"]),
+                                      index=newest["city"].to_numpy())
+    plans = plans.rename(columns=int).apply(pd.to_numeric, errors="coerce").astype(float)
+    plans = plans.reindex(columns=sorted(plans.columns))
+    by_city = plans.groupby(level=0)
+    schedules = by_city.sum().where(plans.notna().groupby(level=0).all())
+    years = pd.to_datetime(newest["valuation_date"]).dt.year.groupby(newest["city"].to_numpy()).max()
+    sources = years.map(lambda year: ENTRY_SCHEDULE_SOURCE.format(year=year))
+    return schedules, sources
+
+
+def with_entry_schedules(schedules: pd.DataFrame, entry_schedules: pd.DataFrame
+                         ) -> pd.DataFrame:
+    """The bulk schedules with each city that has a valuation entry given its entry's
+    schedule instead (whole: the bulk years are not mixed in)."""
+    if entry_schedules.empty:
+        return schedules
+    kept = schedules[~schedules.index.isin(entry_schedules.index)]
+    combined = pd.concat([kept, entry_schedules])
+    return combined.reindex(columns=sorted(combined.columns)).astype(float)
+
+
+def pension_factors(base: pd.DataFrame, schedules: pd.DataFrame,
+                    sources: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
     """f(t0+k) per city and k: the schedule's year-on-year ratio where both years are present
-    and positive, else 1.05. Returns the factors and each city's schedule source."""
+    and positive, else 1.05. Returns the factors and each city's schedule source (`sources`,
+    by city, names the cities' schedules that are not the 2016 bulk file's)."""
     years = base["t0"].to_numpy()[:, None] + HORIZON[None, :]
     aligned = schedules.reindex(base["city"])
     factors = np.full(years.shape, PENSION_FALLBACK_GROWTH)
@@ -160,13 +199,17 @@ def pension_factors(base: pd.DataFrame, schedules: pd.DataFrame) -> tuple[np.nda
         ratio = np.where(usable, current / np.where(usable, previous, 1), np.nan)
         hit = (years == column) & usable[:, None]
         factors = np.where(hit, ratio[:, None], factors)
-    source = np.where(aligned.notna().any(axis=1), "calpers_valuation_2016", "fallback_5pct")
+    named = (sources if sources is not None else pd.Series(dtype=object)).reindex(base["city"])
+    source = np.where(aligned.notna().any(axis=1),
+                      named.fillna(BULK_SCHEDULE_SOURCE).to_numpy(), FALLBACK_SCHEDULE_SOURCE)
     return factors, source
 
 
 def project(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
-            schedules: pd.DataFrame, history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The projection of every city in `base`: (yearly rows, one summary row per scenario)."""
+            schedules: pd.DataFrame, history: pd.DataFrame,
+            schedule_sources: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The projection of every city in `base`: (yearly rows, one summary row per scenario).
+    `schedule_sources` names the schedules that are not the 2016 bulk file's (by city)."""
     b = base.merge(growth, on="city", how="left").reset_index(drop=True)
     m = b["t0"].map(medians).to_numpy()
     g_city = b["g_city"].to_numpy()
@@ -179,7 +222,7 @@ def project(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
     phi = np.where(np.isnan(gwr) | (gwr == 0), 1.0, np.clip(R0 / np.where(gwr == 0, 1, gwr), 0, 1))
     P0 = np.nan_to_num(b["pension_required0"].to_numpy()) * phi
     Q0 = np.maximum(E0 - P0, 0.0)
-    factors, schedule_source = pension_factors(b, schedules)
+    factors, schedule_source = pension_factors(b, schedules, schedule_sources)
     pension = P0[:, None] * np.cumprod(factors, axis=1)
     base_spending = pension + Q0[:, None] * (1 + OTHER_SPENDING_GROWTH) ** k
 
@@ -261,15 +304,22 @@ def _summary_rows(b, scenario, balance, spending, R0, E0, FB0) -> pd.DataFrame:
     })
 
 
-def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: int | None = None
+def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: int | None = None,
+                    valuations: pd.DataFrame | None = None
                     ) -> tuple[pd.DataFrame, pd.DataFrame, CalpersMatch]:
-    """Every step for every city of `entries` (validated figures, one row per city-year)."""
+    """Every step for every city of `entries` (validated figures, one row per city-year);
+    `valuations` (valuation entries, see newest_valuation_schedules) replace the bulk
+    schedule of their cities."""
     history = build_history(entries, up_to_year)
     base = base_years(entries, up_to_year)
     growth = revenue_growth(history, base)
     medians = statewide_medians(base, growth).set_index("base_year")["median_growth"]
     match = match_calpers(entries["city"], calpers)
-    yearly, summary = project(base, growth, medians, match.schedules, history)
+    entry_schedules, sources = newest_valuation_schedules(
+        valuations if valuations is not None else pd.DataFrame())
+    yearly, summary = project(base, growth, medians,
+                              with_entry_schedules(match.schedules, entry_schedules), history,
+                              sources)
     return yearly, summary, match
 
 
@@ -284,11 +334,15 @@ class ProjectedCities:
     errors: dict[str, str]
 
 
-def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFrame
-                   ) -> ProjectedCities:
+def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFrame,
+                   valuations: pd.DataFrame | None = None) -> ProjectedCities:
     """Projects these cities against the given statewide medians, all at once; a city whose
-    projection raises is set aside, not the batch."""
+    projection raises is set aside, not the batch. A city with valuation entries
+    (`valuations`, see newest_valuation_schedules) takes its newest one's schedule instead
+    of the bulk file's."""
     keys = entries["city"].map(city_key)
+    valuations = valuations if valuations is not None else pd.DataFrame(columns=["city"])
+    valuation_keys = valuations["city"].map(city_key)
     unmatched: list[str] = []
 
     def projections_of(cities: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -296,8 +350,11 @@ def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFr
         history = build_history(part)
         base = base_years(part)
         match = match_calpers(part["city"], calpers)
-        unmatched.extend(match.unmatched_cities)
-        return project(base, revenue_growth(history, base), medians, match.schedules, history)
+        entry_schedules, sources = newest_valuation_schedules(
+            valuations[valuation_keys.isin(cities)])
+        unmatched.extend(c for c in match.unmatched_cities if c not in sources.index)
+        return project(base, revenue_growth(history, base), medians,
+                       with_entry_schedules(match.schedules, entry_schedules), history, sources)
 
     outcome = compute_isolated(sorted(set(keys)), projections_of)
     yearly = pd.concat([y for y, _ in outcome.results], ignore_index=True) \
