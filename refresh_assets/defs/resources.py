@@ -71,7 +71,7 @@ class CityLocksResource(dg.ConfigurableResource):
 
 
 class SmtpResource(dg.ConfigurableResource):
-    """Stakeholder email settings, from the REFRESH_SMTP_* variables (empty: no email).
+    """Stakeholder and operator email settings, from the REFRESH_SMTP_* variables (empty: no email).
     Checked when an email is sent, so a bad setting fails the email, never the refresh."""
 
     host: str = ""
@@ -81,11 +81,12 @@ class SmtpResource(dg.ConfigurableResource):
     password: str = ""
     sender: str = ""
     recipients: str = ""
+    operators: str = ""
 
-    def settings(self) -> SmtpSettings | None:
+    def settings(self, *, operators: bool = False) -> SmtpSettings | None:
         """Raises SmtpSettingsError naming the variable at fault."""
         return smtp_settings({f"REFRESH_SMTP_{name.upper()}": getattr(self, name)
-                              for name in SmtpResource.model_fields})
+                              for name in SmtpResource.model_fields}, operators=operators)
 
 
 class SourceFilesResource(dg.ConfigurableResource):

@@ -3,7 +3,8 @@
 Variables (read by the Dagster resource `SmtpResource` through EnvVar): REFRESH_SMTP_HOST,
 REFRESH_SMTP_PORT (587), REFRESH_SMTP_SECURITY (starttls | ssl | none; default starttls),
 REFRESH_SMTP_USER, REFRESH_SMTP_PASSWORD, REFRESH_SMTP_SENDER, REFRESH_SMTP_RECIPIENTS
-(comma-separated). The password is never logged.
+(stakeholders, comma-separated) and REFRESH_SMTP_OPERATORS (who is told to enter new
+documents; default: the recipients). The password is never logged.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class SmtpSettings:
     password: str | None = field(default=None, repr=False)
 
 
-def smtp_settings(values: Mapping[str, str | None]) -> SmtpSettings | None:
+def smtp_settings(values: Mapping[str, str | None], *, operators: bool = False
+                  ) -> SmtpSettings | None:
     """The configured server from the REFRESH_SMTP_* values, or None when email is off
-    (no host).
+    (no host). With `operators`, addressed to REFRESH_SMTP_OPERATORS when it is set.
 
     Raises:
         SmtpSettingsError: one line naming the variable, the value and what it must be.
@@ -50,8 +52,9 @@ def smtp_settings(values: Mapping[str, str | None]) -> SmtpSettings | None:
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise SmtpSettingsError(f"REFRESH_SMTP_PORT must be a port number (1-65535), "
                                 f"got {port_text!r}")
-    recipients = tuple(r.strip() for r in (values.get("REFRESH_SMTP_RECIPIENTS") or "").split(",")
-                       if r.strip())
+    addresses = (operators and values.get("REFRESH_SMTP_OPERATORS")) or values.get(
+        "REFRESH_SMTP_RECIPIENTS") or ""
+    recipients = tuple(r.strip() for r in addresses.split(",") if r.strip())
     sender = values.get("REFRESH_SMTP_SENDER") or ""
     if not recipients or not sender:
         raise SmtpSettingsError("REFRESH_SMTP_HOST is set: REFRESH_SMTP_SENDER and "

@@ -102,6 +102,8 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         "REFRESH_DAGSTER_STORAGE": str(settings.dagster_storage_dir),
         "REFRESH_ENTRIES_DIR": str(settings.entries_dir),
         "REFRESH_REPORTS_DIR": str(settings.reports_dir),
+        "REFRESH_SOURCES_FILE": str(settings.sources_file),
+        "REFRESH_DOCUMENTS_DIR": str(settings.documents_dir),
         # Dagster writes a step's events in batches instead of one insert (and one new
         # connection) per event: a full refresh writes thousands of them.
         "DAGSTER_EVENT_BATCH_SIZE": os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "500"),
