@@ -1,4 +1,5 @@
-"""Ingestion: entry files and the bulk data set, appended to `raw.fiscal_entries` per city."""
+"""Ingestion: entry files and the bulk data set, appended to `raw.fiscal_entries` per city;
+CalPERS valuation files, appended to `raw.calpers_valuation_entries`."""
 
 from pathlib import Path
 
@@ -21,6 +22,12 @@ from refresh_assets.lib.fiscal_store import (
     record_issues,
 )
 from refresh_assets.lib.validation import ERROR, first_error_per_city
+from refresh_assets.lib.valuation_entries import (
+    check_valuation_files,
+    find_valuation_files,
+    valuations_to_frame,
+)
+from refresh_assets.lib.valuation_store import append_valuation_versions
 
 RAW_FISCAL_ENTRIES = dg.AssetKey(["raw", "fiscal_entries"])
 WELL_FORMED = "entry_files_well_formed"
@@ -42,13 +49,15 @@ def problems_table(rows: list[dict], limit: int = 50) -> dg.MarkdownMetadataValu
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec(
         WELL_FORMED, asset=RAW_FISCAL_ENTRIES, blocking=False,
-        description="Every entry file parses and is where it says it is. A city with a "
-                    "malformed file is not refreshed (it keeps its last valid results); the "
-                    "other cities go on.")],
+        description="Every entry file (and CalPERS valuation file) parses, is where it says "
+                    "it is, and a valuation file passes its value rules. A city with a refused "
+                    "file is not refreshed (it keeps its last valid results); the other cities "
+                    "go on.")],
     description=(
         "Every version of every figure: the city's entry files and its rows of the published "
-        "data set, appended (never updated) to raw.fiscal_entries. An unchanged submission "
-        "adds nothing; a malformed file adds nothing and holds its city back."
+        "data set, appended (never updated) to raw.fiscal_entries; its CalPERS valuation files, "
+        "to raw.calpers_valuation_entries. An unchanged submission adds nothing; a malformed "
+        "file (or a valuation file breaking an error rule) adds nothing and holds its city back."
     ),
 )
 def fiscal_entries(
@@ -71,11 +80,18 @@ def fiscal_entries(
     paths = [p for city in cities for p in find_entry_files(entries_dir / city)]
     parsed, problems = check_entry_files(paths, entries_dir)
     incoming = pd.concat([bulk, entries_to_frame(parsed)], ignore_index=True)
+    # Valuation files get their value rules here (their warnings are recorded too): the
+    # accepted ones are appended, a refused one holds its city like a malformed entry file.
+    valuation_paths = [p for city in cities for p in find_valuation_files(entries_dir / city)]
+    valuations, valuation_problems = check_valuation_files(valuation_paths, entries_dir)
+    problems = [*problems, *valuation_problems]
     issues = form_problems_as_issues(problems)
     errors = first_error_per_city(issues, key="city_key")
 
     with warehouse.connection() as conn:
         added = append_entry_versions(conn, incoming)
+        added_valuations = append_valuation_versions(conn, context.run.run_id,
+                                                     valuations_to_frame(valuations))
         record_issues(conn, context.run.run_id, issues)
         record_failures(context, conn, "ingestion", errors)
 
@@ -85,6 +101,8 @@ def fiscal_entries(
             "versions_added": len(added),
             "versions_added_by_source": added["source_kind"].value_counts().to_dict(),
             "entry_files_read": len(paths),
+            "valuation_files_read": len(valuation_paths),
+            "valuation_versions_added": len(added_valuations),
             "entry_files_rejected": len({p.file for p in problems if p.severity == ERROR}),
         }
     )
@@ -92,8 +110,8 @@ def fiscal_entries(
         check_name=WELL_FORMED,
         passed=not errors,
         severity=dg.AssetCheckSeverity.WARN,
-        description=(f"{len(errors)} city(ies) held back by a malformed entry file"
-                     if errors else "every entry file is well formed"),
+        description=(f"{len(errors)} city(ies) held back by a malformed entry file or a "
+                     "refused valuation file" if errors else "every entry file is well formed"),
         metadata={
             "cities_held": sorted(errors),
             "problems": len(problems),

@@ -18,6 +18,7 @@ from refresh_assets.lib.projections import (
     revenue_growth,
     statewide_medians,
 )
+from refresh_assets.lib.valuation_store import load_current_valuations
 
 STATEWIDE_MEDIANS = dg.AssetKey(["analytics", "statewide_growth_medians"])
 PROJECTIONS = dg.AssetKey(["analytics", "projections"])
@@ -54,6 +55,8 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
     description=(
         "Ten fiscal years in three scenarios with the fiscal-cliff year, reserve-breach year, "
         "severity and gap to close; every row carries its assumptions and methodology v1.1. "
+        "The pension growth follows the city's newest CalPERS valuation entry, else the 2016 "
+        "bulk schedule, else 5% a year. "
         "Appended when a city's projection changed; a city whose projection fails keeps its "
         "last one."
     ),
@@ -66,7 +69,10 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     with warehouse.connection() as conn:
         held = held_cities(context, conn)
         validated = load_validated(conn, [c for c in cities if c not in held])
-        projected = project_cities(validated, analytics_store.latest_medians(conn), calpers)
+        # A city's newest valuation entry, where it has one, replaces the 2016 bulk schedule.
+        valuations = load_current_valuations(conn, [c for c in cities if c not in held])
+        projected = project_cities(validated, analytics_store.latest_medians(conn), calpers,
+                                   valuations)
         changed = analytics_store.append_changed_projections(
             conn, context.run.run_id, projected.yearly, projected.summary)
         record_failures(context, conn, "projection", projected.errors)
@@ -86,6 +92,8 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         "base_scenario_severity": {} if headline is None
         else headline["severity"].value_counts().to_dict(),
         "calpers_unmatched_cities": _few(projected.calpers_unmatched),
+        "pension_schedule_sources": {} if headline is None
+        else headline["pension_schedule_source"].value_counts().to_dict(),
     })
 
 

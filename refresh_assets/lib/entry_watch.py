@@ -1,5 +1,8 @@
 """What changed in the entries folder since the last look: the logic of the entries sensor.
 
+Both kinds of files count: ACFR entry files (`<city>/<year>.yaml`) and CalPERS valuation
+files (`<city>/calpers/<year>-<plan>.yaml`); each is grouped by its top folder, the city.
+
 The cursor maps each file (relative path) to its size, modification time and content
 checksum. A file is read and hashed again only when its size or time moved, so a tick
 over thousands of unchanged files costs a `stat` each; a file whose content is unchanged
@@ -25,6 +28,7 @@ from refresh_assets.lib.entries import (
     not_utf8_problem,
     unreadable_problem,
 )
+from refresh_assets.lib.valuation_entries import find_valuation_files
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,9 @@ def scan_entries(entries_dir: Path, cursor: str | None) -> EntryChanges:
     before = _read_cursor(cursor)
     now: dict[str, FileState] = {}
     changes = EntryChanges(cursor="")
-    for path in find_entry_files(entries_dir):
+    # ACFR entry files and CalPERS valuation files (`<city>/calpers/...`) alike: both refresh
+    # the city of their top folder.
+    for path in sorted([*find_entry_files(entries_dir), *find_valuation_files(entries_dir)]):
         relative = path.relative_to(entries_dir).as_posix()
         previous = before.get(relative)
         try:
