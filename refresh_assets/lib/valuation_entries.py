@@ -286,6 +286,8 @@ def _place_problems(values: dict[str, Any], path: Path, relative: str) -> list[P
         problems.append(Problem(relative, "city", "known_city",
                                 f"no California city of that name in the city list{hint}", city))
     elif None not in (city, plan, valuation_date):
+        if folder_problem:
+            return problems
         expected = (Path(city_key(city)) / VALUATION_FOLDER
                     / f"{valuation_date.year}-{plan_key(plan)}{path.suffix}")
         if Path(*path.parts[-3:]) != expected:

@@ -51,6 +51,15 @@ def canonical_checksum(row: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _json_numbers(mapping: dict | None) -> str | None:
+    """A mapping of numbers as a JSON object whose values are JSON numbers, exact (the
+    canonical decimal text, not a float's)."""
+    if mapping is None or (isinstance(mapping, float) and mapping != mapping):
+        return None
+    items = sorted((str(key), _canonical(value)) for key, value in mapping.items())
+    return "{" + ", ".join(f"{json.dumps(key)}: {value}" for key, value in items) + "}"
+
+
 def append_valuation_versions(conn, run_id: str, valuations: pd.DataFrame) -> pd.DataFrame:
     """Inserts the files whose checksum differs from their latest version, in the caller's
     transaction; returns the rows inserted (version, city, plan, date, file)."""
@@ -60,8 +69,7 @@ def append_valuation_versions(conn, run_id: str, valuations: pd.DataFrame) -> pd
     frame["source_checksum"] = [canonical_checksum(row) for row in frame.to_dict("records")]
     frame["run_id"] = run_id
     for column in JSON_COLUMNS:
-        frame[column] = frame[column].map(
-            lambda value: None if value is None else json.dumps(_canonical(value), sort_keys=True))
+        frame[column] = frame[column].map(_json_numbers)
     columns = (*STORED_COLUMNS, "source_checksum", "run_id")
     incoming = sql.Identifier("pg_temp", "incoming_valuations")
     lock_cities_for_transaction(conn, frame["city_key"])
