@@ -1,5 +1,5 @@
 """Resources shared by the assets: the warehouse connection, the run's city locks, the
-source files, the reports folder, email and the dbt CLI."""
+source files, the source registry, the reports folder, email and the dbt CLI."""
 
 import sys
 from collections.abc import Iterator
@@ -16,6 +16,7 @@ from refresh_assets.defs.partitions import run_city_keys
 from refresh_assets.lib.city_locks import CityRunLocks
 from refresh_assets.lib.database import ServerAddress, warehouse_connection
 from refresh_assets.lib.notify import SmtpSettings, smtp_settings
+from refresh_assets.lib.sources.registry import Registry, load_registry
 from refresh_assets.settings import DATA_DIR
 
 
@@ -97,6 +98,17 @@ class SourceFilesResource(dg.ConfigurableResource):
     calpers_valuations_csv: str = str(DATA_DIR / "calpers_valuations_2016.csv")
 
 
+class SourceRegistryResource(dg.ConfigurableResource):
+    """The source registry (sources.yaml) and where downloaded documents are stored."""
+
+    sources_file: str
+    documents_dir: str
+
+    def registry(self) -> Registry:
+        """Raises RegistryError listing every problem of the file."""
+        return load_registry(Path(self.sources_file))
+
+
 class ReportsResource(dg.ConfigurableResource):
     """Where the "what changed" reports are written."""
 
@@ -124,5 +136,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
                                 for name in SmtpResource.model_fields}),
         "source_files": SourceFilesResource(entries_dir=dg.EnvVar("REFRESH_ENTRIES_DIR")),
         "reports": ReportsResource(reports_dir=dg.EnvVar("REFRESH_REPORTS_DIR")),
+        "source_registry": SourceRegistryResource(sources_file=dg.EnvVar("REFRESH_SOURCES_FILE"),
+                                                  documents_dir=dg.EnvVar("REFRESH_DOCUMENTS_DIR")),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
     }

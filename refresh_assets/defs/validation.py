@@ -14,6 +14,7 @@ from refresh_assets.lib.fiscal_store import (
     record_issues,
     replace_validated,
 )
+from refresh_assets.lib.sources.store import complete_entered
 from refresh_assets.lib.validation import (
     ERROR,
     ValidationPolicy,
@@ -74,6 +75,8 @@ def validated_fiscal_data(
         record_issues(conn, context.run.run_id, outcome.recorded)
         record_city_validations(conn, context.run.run_id, cities)
         record_failures(context, conn, "validation", errors)
+        # An operator's entry that validates completes the notification that asked for it.
+        completed = complete_entered(conn, cities, context.run.run_id)
         # Read back what downstream will read, and check it independently of the choice above.
         stored = load_validated(conn, cities)
     stored_errors = validate_versions(stored, policy)
@@ -85,6 +88,7 @@ def validated_fiscal_data(
             **describe_cities(context, "validation", errors, held),
             "dagster/row_count": len(outcome.valid),
             **{f"{severity}s": n for severity, n in counts.items()},
+            "notifications_completed": len(completed),
         }
     )
     yield dg.AssetCheckResult(

@@ -10,13 +10,14 @@ the others and a crash loses at most the checks not yet written.
 
 from __future__ import annotations
 
+import queue
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from refresh_assets.lib.database import ServerAddress, warehouse_connection
+from refresh_assets.lib.database import ServerAddress, connect
 from refresh_assets.lib.sources.breaker import BreakerState, admits, after_failure, after_success
 from refresh_assets.lib.sources.discovery import find_documents
 from refresh_assets.lib.sources.fetching import FetchError, FetchPolicy, PoliteFetcher
@@ -104,8 +105,10 @@ def check_sources(address: ServerAddress, registry: Registry, sources: Iterable[
     it; records every check made. `on_result` sees each result as it is recorded."""
     sources = list(sources)
     now = now or datetime.now(UTC)
-    with warehouse_connection(address) as conn:
-        states = load_states(conn, [s.source_id for s in sources])
+    conn = connect(address, application_name="refresh_assets source checks")
+    try:
+        with conn:
+            states = load_states(conn, [s.source_id for s in sources])
         results: list[CheckResult] = []
 
         def report(result: CheckResult) -> None:
@@ -129,25 +132,34 @@ def check_sources(address: ServerAddress, registry: Registry, sources: Iterable[
         own_fetcher = fetcher is None
         fetcher = fetcher or PoliteFetcher(fetch_policy(registry))
 
-        def check_host(admitted: list[_Admitted]) -> list[tuple[_Admitted, CheckRecord]]:
-            return [(item, _check_one(fetcher, registry, item)) for item in admitted]
+        done: queue.SimpleQueue = queue.SimpleQueue()
+
+        def check_host(admitted: list[_Admitted]) -> None:
+            # One host's sources one after the other; each result is handed over as it comes,
+            # so progress shows and a crash loses only the checks not yet written.
+            for item in admitted:
+                done.put((item, _check_one(fetcher, registry, item)))
 
         try:
             workers = min(registry.checks.parallel_hosts, len(admitted_by_host))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source-check") as pool:
                 futures = [pool.submit(check_host, group) for group in admitted_by_host.values()]
-                for future in as_completed(futures):
-                    for admitted, record in future.result():
-                        with conn:  # one transaction per check
-                            _, new = record_check(conn, record, registry.checks.oldest_fiscal_year)
-                        report(CheckResult(
-                            record.source, record.outcome, record.breaker,
-                            was_failing=admitted.state.breaker.consecutive_failures > 0,
-                            documents_found=len(record.documents),
-                            new_documents=[d for d in new if d["status"] == "new"],
-                            error=record.error, http_status=record.http_status, bytes=record.bytes,
-                            duration_seconds=record.duration_seconds or 0.0))
+                for _ in range(sum(len(group) for group in admitted_by_host.values())):
+                    admitted, record = done.get()
+                    with conn:  # one transaction per check
+                        _, new = record_check(conn, record, registry.checks.oldest_fiscal_year)
+                    report(CheckResult(
+                        record.source, record.outcome, record.breaker,
+                        was_failing=admitted.state.breaker.consecutive_failures > 0,
+                        documents_found=len(record.documents),
+                        new_documents=[d for d in new if d["status"] == "new"],
+                        error=record.error, http_status=record.http_status, bytes=record.bytes,
+                        duration_seconds=record.duration_seconds or 0.0))
+                for future in futures:
+                    future.result()
         finally:
             if own_fetcher:
                 fetcher.close()
+    finally:
+        conn.close()
     return results

@@ -19,6 +19,12 @@ from refresh_assets.lib.sources.registry import Source
 RELIABILITY_WINDOW = 30  # checks
 
 
+def _query_frame(conn, query: str, params: dict | None = None) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
 @dataclass(frozen=True)
 class SourceState:
     etag: str | None = None
@@ -184,11 +190,11 @@ def city_documents_to_handle(conn, city_key: str) -> pd.DataFrame:
                select document_id, city_key, doc_type, fiscal_year from ops.source_documents
                where city_key = %s and status = 'new'
                on conflict (document_id) do nothing""", (city_key,))
-    return pd.read_sql_query(
+    return _query_frame(conn,
         """select d.document_id, d.source_id, d.city_key, d.doc_type, d.fiscal_year, d.url, d.title,
                   d.first_seen_at, d.download_status, n.notification_id, n.status, n.email_status
            from ops.source_documents d join ops.refresh_notifications n using (document_id)
-           where d.city_key = %(city)s order by d.document_id""", conn, params={"city": city_key})
+           where d.city_key = %(city)s order by d.document_id""", {"city": city_key})
 
 
 def claim_email(conn, notification_id: int) -> bool:
@@ -223,11 +229,11 @@ def record_download(conn, document_id: int, status: str, *, sha256: str | None =
 
 def list_notifications(conn, *, pending_only: bool = False) -> pd.DataFrame:
     where = "where n.status <> 'completed'" if pending_only else ""
-    return pd.read_sql_query(
+    return _query_frame(conn,
         f"""select n.notification_id as id, n.status, d.city_key, n.doc_type, n.fiscal_year,
                    n.email_status, n.created_at, n.acknowledged_by, n.completed_at, d.url, d.title
             from ops.refresh_notifications n join ops.source_documents d using (document_id)
-            {where} order by n.notification_id""", conn)
+            {where} order by n.notification_id""")
 
 
 class NotificationError(ValueError):
@@ -274,7 +280,7 @@ def complete_entered(conn, city_keys: list[str], run_id: str) -> list[int]:
 
 def reliability(conn, source_ids: list[str], window: int = RELIABILITY_WINDOW) -> pd.DataFrame:
     """Per source: its share of successful checks among its last `window`, with its state."""
-    return pd.read_sql_query(
+    return _query_frame(conn,
         """with recent as (
                select source_id, outcome, row_number() over (
                    partition by source_id order by checked_at desc, check_id desc) as n
@@ -285,7 +291,7 @@ def reliability(conn, source_ids: list[str], window: int = RELIABILITY_WINDOW) -
                   count(r.outcome) filter (where r.outcome <> 'failed') as successes
            from ops.source_state s left join recent r on r.source_id = s.source_id and r.n <= %(w)s
            where s.source_id = any(%(ids)s)
-           group by s.source_id order by s.source_id""", conn, params={"ids": source_ids, "w": window})
+           group by s.source_id order by s.source_id""", {"ids": source_ids, "w": window})
 
 
 def last_errors(conn, source_ids: list[str]) -> dict[str, str]:
