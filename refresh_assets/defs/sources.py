@@ -155,7 +155,7 @@ def _noteworthy(result: CheckResult) -> bool:
                                                        result.outcome in ("unchanged", "not_modified"))
 
 
-@dg.sensor(job=source_documents_job, minimum_interval_seconds=60,
+@dg.sensor(job=source_documents_job, minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def source_documents_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource,
                             source_registry: SourceRegistryResource):
