@@ -17,29 +17,33 @@ from refresh_assets.lib.fiscal_inputs import FiscalInputsError, read_fiscal_inpu
 from refresh_assets.lib.fiscal_store import load_validated
 from refresh_assets.lib.projections import projections_for
 from refresh_assets.lib.runtime import running_server_address
+from refresh_assets.lib.valuation_store import load_current_valuations
 from refresh_assets.settings import DATA_DIR
 
 CALPERS = DATA_DIR / "calpers_valuations_2016.csv"
 
 
-def _figures(input_csv: Path | None) -> pd.DataFrame:
-    """Validated figures from the warehouse, or the rows of a CSV when one is given."""
+def _figures(input_csv: Path | None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Validated figures and CalPERS valuation entries from the warehouse, or the rows of a
+    CSV (and no valuation entries) when one is given."""
     if input_csv is not None:
         try:
-            return read_fiscal_inputs_csv(input_csv)
+            return read_fiscal_inputs_csv(input_csv), None
         except FiscalInputsError as exc:
             raise click.ClickException(str(exc)) from None
     settings = settings_or_exit()
     try:
         with database_errors(), warehouse_connection(running_server_address(settings)) as conn:
             figures = load_validated(conn)
+            # As the pipeline projects: a city's newest valuation entry replaces the bulk schedule.
+            valuations = load_current_valuations(conn, sorted(set(figures["city"].map(city_key))))
     except errors.UndefinedTable as exc:  # a warehouse that `refresh-assets db start` never prepared
         raise click.ClickException(f"the warehouse has no validated figures yet "
                                    f"({exc.diag.message_primary}): run `make demo` first or pass "
                                    "--input CSV") from None
     if figures.empty:
         raise click.ClickException("no validated figures yet: run `make demo` first")
-    return figures
+    return figures, valuations
 
 
 input_option = click.option("--input", "input_csv", type=click.Path(dir_okay=False, path_type=Path),
@@ -52,8 +56,8 @@ input_option = click.option("--input", "input_csv", type=click.Path(dir_okay=Fal
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def project(city: str, input_csv: Path | None, as_json: bool) -> None:
     """Ten-year projection of one city: three scenarios, cliff year, gap to close."""
-    figures = _figures(input_csv)
-    yearly, summary, match = projections_for(figures, pd.read_csv(CALPERS))
+    figures, valuations = _figures(input_csv)
+    yearly, summary, match = projections_for(figures, pd.read_csv(CALPERS), valuations=valuations)
     names = {city_key(n): n for n in summary["city"]}
     if city_key(city) not in names:
         near = closest_city(city)
@@ -91,7 +95,8 @@ def project(city: str, input_csv: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def backtest(base_year: int, input_csv: Path | None, as_json: bool) -> None:
     """Replay: project from BASE_YEAR with the data up to it and compare with what followed."""
-    results = metrics(replay(_figures(input_csv), pd.read_csv(CALPERS), base_year))
+    figures, _ = _figures(input_csv)  # a replay sees what was known then: no later valuation
+    results = metrics(replay(figures, pd.read_csv(CALPERS), base_year))
     if results.empty:
         raise click.ClickException(f"no city has actuals after FY{base_year}")
     if as_json:
