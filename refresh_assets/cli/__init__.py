@@ -8,6 +8,7 @@ from refresh_assets.cli.forecasts import backtest, project
 from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
 from refresh_assets.cli.refresh import refresh
 from refresh_assets.cli.scores import score_command
+from refresh_assets.cli.sources import discover
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +28,4 @@ main.add_command(score_command)
 main.add_command(project)
 main.add_command(backtest)
 main.add_command(refresh)
+main.add_command(discover)
