@@ -5,10 +5,11 @@ import click
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.forecasts import backtest, project
+from refresh_assets.cli.ops import ack, notifications
 from refresh_assets.cli.pipeline import dbt, demo, materialize, ui
 from refresh_assets.cli.refresh import refresh
 from refresh_assets.cli.scores import score_command
-from refresh_assets.cli.sources import discover
+from refresh_assets.cli.sources import check, discover
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,3 +30,6 @@ main.add_command(project)
 main.add_command(backtest)
 main.add_command(refresh)
 main.add_command(discover)
+main.add_command(check)
+main.add_command(notifications)
+main.add_command(ack)
