@@ -21,6 +21,14 @@ from refresh_assets.lib.runtime import embedded_server, ensure_database, runtime
 from refresh_assets.settings import DBT_PROJECT_DIR, Settings, load_settings
 
 VENV_BIN = Path(sys.executable).parent
+NO_SOURCES = """\
+checks: {user_agent: "refresh-assets tests"}
+cadence:
+  acfr: {months: [1, 4, 7, 10], day: 15}
+  calpers_valuation: {months: [7], day: 1}
+hosts: {127.0.0.1: }
+cities: {}
+"""
 
 
 def free_port() -> int:
@@ -52,10 +60,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, check: bool = True,
 def test_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """Settings for a throwaway embedded cluster; the variables stay set for the session."""
     home = tmp_path_factory.mktemp("refresh_home")
+    # Tests reach no network beyond 127.0.0.1: the project's registry (real city pages) is
+    # replaced by one without sources; a test that checks sources writes its own.
+    no_sources = home / "sources.yaml"
+    no_sources.write_text(NO_SOURCES)
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("REFRESH_DATABASE_URL", raising=False)
         patch.setenv("REFRESH_HOME", str(home))
         patch.setenv("REFRESH_PG_PORT", str(free_port()))
+        patch.setenv("REFRESH_SOURCES_FILE", str(no_sources))
         yield load_settings()
 
 

@@ -6,12 +6,14 @@ touch another's."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 
 import dagster as dg
 import psycopg2
@@ -200,18 +202,19 @@ class SourceSensor:
     """Ticks the real sensor as the daemon does, keeping its cursor."""
 
     def __init__(self, instance, registry_path, documents_dir, address):
-        from refresh_assets.defs.resources import build_resources
+        from refresh_assets.defs.resources import SourceRegistryResource, WarehouseResource
         from refresh_assets.defs.sources import source_documents_sensor
 
         # The other tests' documents are dispatched already, as far as this sensor knows.
         [(last,)] = rows(address, "select coalesce(max(document_id), 0) from ops.source_documents")
         self.sensor, self.instance = source_documents_sensor, instance
         self.cursor = json.dumps({"dispatched_through": last})
-        resources = build_resources()
         self.resources = {
-            "warehouse": resources["warehouse"],
-            "source_registry": resources["source_registry"].model_copy(
-                update={"sources_file": str(registry_path), "documents_dir": str(documents_dir)}),
+            "warehouse": WarehouseResource(host=address.host, port=address.port, user=address.user,
+                                           password=address.password or "",
+                                           database=address.warehouse_db),
+            "source_registry": SourceRegistryResource(sources_file=str(registry_path),
+                                                      documents_dir=str(documents_dir)),
         }
 
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
@@ -288,3 +291,71 @@ def test_a_new_link_is_recorded_once_emailed_once_and_completed_when_its_entry_v
                                              "ops.refresh_notifications where notification_id = %s",
                                   notification_id)
         assert (status, run_id) == ("completed", refresh.run_id)
+
+
+def test_changed_markup_with_the_same_links_is_parsed_and_finds_nothing_new(
+        warehouse, served_site, tmp_path):
+    served_site.route("/lodi/finance", finance_page(("ACFR FY 2022-23", "/docs/l-2023.pdf")))
+    registry = registry_for(tmp_path, served_site, {"Lodi": "/lodi/finance"})
+    assert len(check_sources(warehouse, registry, registry.sources)[0].new_documents) == 1
+    served_site.route("/lodi/finance", '<html><body><div class="docs"><h3>Annual Comprehensive '
+                                       'Financial Reports</h3><ul><li><a href="/docs/l-2023.pdf">'
+                                       'FY 2022-23</a></li></ul></div></body></html>')
+    [result] = check_sources(warehouse, registry, registry.sources)
+    assert (result.outcome, result.documents_found, result.new_documents) == ("changed", 1, [])
+
+
+def test_downloads_are_stored_by_checksum_from_allowed_hosts_only(
+        warehouse, dbt_manifest, served_site, tmp_path, monkeypatch):
+    pdf = b"%PDF-1.7\n" + b"x" * 5000
+    served_site.route("/docs/m-2024.pdf", pdf, content_type="application/pdf")
+    served_site.route("/docs/m-2023.pdf", "<html>not a pdf</html>")
+    served_site.route("/madera/finance", finance_page(
+        ("ACFR FY 2023-24", "/docs/m-2024.pdf"), ("ACFR FY 2022-23", "/docs/m-2023.pdf"),
+        ("ACFR FY 2021-22", served_site.url("/docs/m-2022.pdf", host="localhost"))))
+    registry = registry_for(tmp_path, served_site, {"Madera": "/madera/finance"})
+    registry.path.write_text(registry.path.read_text().replace(
+        "  breaker:", "  downloads: {enabled: true, max_megabytes: 1}\n  breaker:"))
+    monkeypatch.setenv("REFRESH_SOURCES_FILE", str(registry.path))
+    monkeypatch.setenv("REFRESH_DOCUMENTS_DIR", str(tmp_path / "documents"))
+    monkeypatch.setenv("REFRESH_SMTP_HOST", "")
+    assert len(check_sources(warehouse, load_registry(registry.path), registry.sources)[0]
+               .new_documents) == 3
+    from refresh_assets.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("cities", ["madera"])
+        run = defs.resolve_job_def("source_documents").execute_in_process(
+            instance=instance, partition_key="madera", raise_on_error=False)
+    assert run.success
+    downloads = {year: (status, sha, path, error) for year, status, sha, path, error in rows(
+        warehouse, "select fiscal_year, download_status, download_sha256, download_path, download_error "
+                   "from ops.source_documents where city_key = 'madera'")}
+    status, sha, path, _ = downloads[2024]
+    assert status == "stored"
+    assert sha == hashlib.sha256(pdf).hexdigest()
+    assert path == str(tmp_path / "documents" / "sha256" / sha[:2] / f"{sha}.pdf")
+    assert Path(path).read_bytes() == pdf
+    assert downloads[2023][0] == "failed" and "content" in downloads[2023][3].lower()
+    assert downloads[2022][0] == "not_allowed"
+    assert served_site.requests_to("/docs/m-2022.pdf") == []  # the other host was never contacted
+    emails = rows(warehouse, "select email_status from ops.refresh_notifications where city_key = 'madera'")
+    assert emails == [("off",)] * 3  # email is off unless configured
+
+
+def test_the_sensor_shows_a_failing_source_and_its_reliability_in_the_ui(
+        warehouse, served_site, tmp_path):
+    served_site.route("/merced/finance", finance_page(("ACFR FY 2022-23", "/docs/me-2023.pdf")))
+    registry = registry_for(tmp_path, served_site, {"Merced": "/merced/finance"})
+    with dg.DagsterInstance.get() as instance:
+        sensor = SourceSensor(instance, registry.path, tmp_path / "documents", warehouse)
+        sensor.tick()  # adds the city's partition
+        served_site.route("/merced/finance", "down", status=502)
+        for _ in range(3):
+            result = sensor.tick()
+    [observation] = [e for e in result.asset_events if e.partition == "merced"]
+    metadata = observation.metadata
+    assert metadata["sources_failing"].value == "merced/finance"
+    assert metadata["lowest_reliability"].value == pytest.approx(1 / 4, abs=0.001)
+    table = metadata["sources"].value
+    assert "merced/finance" in table and "502" in table and "closed" in table
