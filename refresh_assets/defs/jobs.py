@@ -1,10 +1,13 @@
-"""Jobs: the main job refreshes every asset."""
+"""Jobs: the main job refreshes every asset but the source documents (the source sensor's
+work: checking the web and emailing operators is no part of recomputing the data)."""
 
 import dagster as dg
 
+from refresh_assets.defs.sources import SOURCE_DOCUMENTS
+
 refresh_all_job = dg.define_asset_job(
     name="refresh_all",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(SOURCE_DOCUMENTS),
     description="Ingest and validate every city (a partition range) and build every dbt model.",
     config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
 )
