@@ -26,6 +26,7 @@ from refresh_assets.lib.fiscal_inputs import bulk_rows_as_versions, read_fiscal_
 from refresh_assets.lib.fiscal_store import append_entry_versions
 from refresh_assets.lib.sources.checking import check_sources
 from refresh_assets.lib.sources.registry import load_registry
+from refresh_assets.lib.sources.store import city_documents_to_handle, claim_email
 from refresh_assets.settings import DATA_DIR, PROJECT_DIR
 from tests import http_fixtures
 from tests.conftest import free_port
@@ -359,3 +360,26 @@ def test_the_sensor_shows_a_failing_source_and_its_reliability_in_the_ui(
     assert metadata["lowest_reliability"].value == pytest.approx(1 / 4, abs=0.001)
     table = metadata["sources"].value
     assert "merced/finance" in table and "502" in table and "closed" in table
+
+
+def test_an_email_claimed_by_a_run_that_died_is_never_sent_again(
+        warehouse, dbt_manifest, served_site, inbox, tmp_path, monkeypatch):
+    served_site.route("/turlock/finance", finance_page(("ACFR FY 2023-24", "/docs/t-2024.pdf"),
+                                                       ("ACFR FY 2022-23", "/docs/t-2023.pdf")))
+    registry = registry_for(tmp_path, served_site, {"Turlock": "/turlock/finance"})
+    monkeypatch.setenv("REFRESH_SOURCES_FILE", str(registry.path))
+    check_sources(warehouse, registry, registry.sources)
+    with warehouse_connection(warehouse) as conn:
+        documents = city_documents_to_handle(conn, "turlock")
+        died_while_sending = int(documents.loc[documents["fiscal_year"] == 2024, "notification_id"].iloc[0])
+        assert claim_email(conn, died_while_sending)  # then the process died: no email, no record
+    from refresh_assets.definitions import defs
+
+    with dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("cities", ["turlock"])
+        assert defs.resolve_job_def("source_documents").execute_in_process(
+            instance=instance, partition_key="turlock", raise_on_error=False).success
+    assert [m["Subject"] for m in inbox.messages()] == [
+        "New ACFR to enter: Turlock, fiscal year 2023"]
+    assert dict(rows(warehouse, "select fiscal_year, email_status from ops.refresh_notifications "
+                                "where city_key = 'turlock'")) == {2024: "sending", 2023: "sent"}
