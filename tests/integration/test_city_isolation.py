@@ -64,7 +64,9 @@ def test_a_crash_in_one_city_projection_spares_the_others(warehouse, dbt_manifes
             limit=1).records
         outcome = vallejo.asset_materialization.metadata["city_outcome"].value
         assert outcome.startswith("failed at projection: RuntimeError: injected crash")
+        # Vallejo may head the window (it is the first partition when this test runs first).
+        other = next(city for city in window if city != "vallejo")
         [neighbour] = instance.fetch_materializations(dg.AssetRecordsFilter(
             asset_key=dg.AssetKey(["reports", "change_report"]),
-            asset_partitions=[window[0]]), limit=1).records
+            asset_partitions=[other]), limit=1).records
         assert neighbour.asset_materialization.metadata["city_outcome"].value == "refreshed"
