@@ -48,6 +48,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_entries.py
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_refresh.py
+	$(BIN)/python benchmarks/bench_sources.py
 
 clean: stop
 	rm -rf .refresh dbt_project/target dbt_project/logs
