@@ -103,6 +103,8 @@ def check(city: str | None, doc_type: str | None, reset_source: str | None) -> N
             if result.outcome == "breaker_open":
                 line = (f"skipped: breaker open until {result.breaker.open_until:%Y-%m-%d %H:%M} UTC "
                         f"(refresh-assets check --reset {source.source_id} closes it)")
+            elif result.outcome == "deferred":
+                line = "deferred: the tick's time budget ran out; it goes first at the next check"
             elif result.outcome == "failed":
                 line = f"FAILED: {result.error}"
             elif result.outcome == "changed":

@@ -188,7 +188,7 @@ def source_documents_sensor(context: dg.SensorEvaluationContext, warehouse: Ware
         for city, last_document in sorted(by_city.items())
     ]
     new_partitions = sorted((registry_cities | set(by_city)) - known)
-    checked = [r for r in results if r.outcome not in ("not_due", "breaker_open")]
+    checked = [r for r in results if r.outcome not in ("not_due", "breaker_open", "deferred")]
     outcomes = pd.Series([r.outcome for r in results]).value_counts().to_dict() if results else {}
     summary = (f"{len(checked)} source(s) checked, {len(pending)} new document(s); "
                + ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())))

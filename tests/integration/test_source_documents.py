@@ -383,3 +383,23 @@ def test_an_email_claimed_by_a_run_that_died_is_never_sent_again(
         "New ACFR to enter: Turlock, fiscal year 2023"]
     assert dict(rows(warehouse, "select fiscal_year, email_status from ops.refresh_notifications "
                                 "where city_key = 'turlock'")) == {2024: "sending", 2023: "sent"}
+
+
+def test_a_tick_past_its_budget_defers_the_rest_and_they_go_first_next_time(
+        warehouse, served_site, tmp_path):
+    pages = {city: f"/{city.lower()}/finance" for city in ("Manteca", "Tracy", "Lathrop")}
+    for path in pages.values():
+        served_site.replies(path, [http_fixtures.Reply(
+            body=finance_page().encode(), headers={"Content-Type": "text/html"}, delay=0.4)])
+    registry = registry_for(tmp_path, served_site, pages)
+    registry = replace(registry, checks=registry.checks.model_copy(update={"tick_budget_seconds": 0.2}))
+
+    first = {r.source.source_id: r.outcome for r in check_sources(warehouse, registry, registry.sources)}
+    assert sorted(first.values()) == ["changed", "deferred", "deferred"]
+    second = {r.source.source_id: r.outcome for r in check_sources(warehouse, registry, registry.sources)}
+    # The two deferred go before the one just checked: one of them now, the other next time.
+    [checked_now] = [s for s, outcome in second.items() if outcome != "deferred"]
+    assert first[checked_now] == "deferred"
+    third = {r.source.source_id: r.outcome for r in check_sources(warehouse, registry, registry.sources)}
+    [checked_last] = [s for s, outcome in third.items() if outcome != "deferred"]
+    assert {checked_last, checked_now} == {s for s, outcome in first.items() if outcome == "deferred"}

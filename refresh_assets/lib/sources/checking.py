@@ -11,6 +11,7 @@ the others and a crash loses at most the checks not yet written.
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,12 +45,27 @@ def fetch_policy(registry: Registry) -> FetchPolicy:
     )
 
 
+_shared_fetchers: dict[str, PoliteFetcher] = {}
+_shared_fetchers_lock = threading.Lock()
+
+
+def shared_fetcher(policy: FetchPolicy) -> PoliteFetcher:
+    """One fetcher per policy for the life of the process (the code server's, for the
+    sensor): its robots.txt cache (24 h) and connection pool outlive a tick, so an
+    unchanged tick transfers no robots.txt either."""
+    key = repr(policy)
+    with _shared_fetchers_lock:
+        if key not in _shared_fetchers:
+            _shared_fetchers[key] = PoliteFetcher(policy)
+        return _shared_fetchers[key]
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """A source's check as the sensor and the CLI report it."""
 
     source: Source
-    outcome: str  # changed | unchanged | not_modified | failed | breaker_open | not_due
+    outcome: str  # changed | unchanged | not_modified | failed | breaker_open | not_due | deferred
     breaker: BreakerState
     was_failing: bool = False  # the source's last check before this one had failed
     documents_found: int = 0
@@ -102,7 +118,12 @@ def check_sources(address: ServerAddress, registry: Registry, sources: Iterable[
                   fetcher: PoliteFetcher | None = None,
                   on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
     """Checks the sources that are due (all of them with `force`) and whose breaker admits
-    it; records every check made. `on_result` sees each result as it is recorded."""
+    it, the longest unchecked first; records every check made. `on_result` sees each result
+    as it is recorded.
+
+    No check starts after `checks.tick_budget_seconds`: the sources left are reported
+    `deferred`, stay due, and go first at the next call, so a tick with many pages to parse
+    stays inside Dagster's sensor time limit (60 s) and no source waits for ever."""
     sources = list(sources)
     now = now or datetime.now(UTC)
     conn = connect(address, application_name="refresh_assets source checks")
@@ -117,7 +138,9 @@ def check_sources(address: ServerAddress, registry: Registry, sources: Iterable[
                 on_result(result)
 
         admitted_by_host: dict[str, list[_Admitted]] = {}
-        for source in sources:
+        never = datetime.min.replace(tzinfo=UTC)
+        for source in sorted(sources, key=lambda s: states.get(s.source_id, SourceState())
+                             .last_checked_at or never):
             state = states.get(source.source_id, SourceState())
             breaker = admits(state.breaker, now)
             if breaker is None:
@@ -129,37 +152,36 @@ def check_sources(address: ServerAddress, registry: Registry, sources: Iterable[
         if not admitted_by_host:
             return results
 
-        own_fetcher = fetcher is None
-        fetcher = fetcher or PoliteFetcher(fetch_policy(registry))
-
+        fetcher = fetcher or shared_fetcher(fetch_policy(registry))
+        deadline = time.monotonic() + registry.checks.tick_budget_seconds
         done: queue.SimpleQueue = queue.SimpleQueue()
 
         def check_host(admitted: list[_Admitted]) -> None:
             # One host's sources one after the other; each result is handed over as it comes,
             # so progress shows and a crash loses only the checks not yet written.
             for item in admitted:
-                done.put((item, _check_one(fetcher, registry, item)))
+                late = time.monotonic() > deadline
+                done.put((item, None if late else _check_one(fetcher, registry, item)))
 
-        try:
-            workers = min(registry.checks.parallel_hosts, len(admitted_by_host))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source-check") as pool:
-                futures = [pool.submit(check_host, group) for group in admitted_by_host.values()]
-                for _ in range(sum(len(group) for group in admitted_by_host.values())):
-                    admitted, record = done.get()
-                    with conn:  # one transaction per check
-                        _, new = record_check(conn, record, registry.checks.oldest_fiscal_year)
-                    report(CheckResult(
-                        record.source, record.outcome, record.breaker,
-                        was_failing=admitted.state.breaker.consecutive_failures > 0,
-                        documents_found=len(record.documents),
-                        new_documents=[d for d in new if d["status"] == "new"],
-                        error=record.error, http_status=record.http_status, bytes=record.bytes,
-                        duration_seconds=record.duration_seconds or 0.0))
-                for future in futures:
-                    future.result()
-        finally:
-            if own_fetcher:
-                fetcher.close()
+        workers = min(registry.checks.parallel_hosts, len(admitted_by_host))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="source-check") as pool:
+            futures = [pool.submit(check_host, group) for group in admitted_by_host.values()]
+            for _ in range(sum(len(group) for group in admitted_by_host.values())):
+                admitted, record = done.get()
+                if record is None:
+                    report(CheckResult(admitted.source, "deferred", admitted.state.breaker))
+                    continue
+                with conn:  # one transaction per check
+                    _, new = record_check(conn, record, registry.checks.oldest_fiscal_year)
+                report(CheckResult(
+                    record.source, record.outcome, record.breaker,
+                    was_failing=admitted.state.breaker.consecutive_failures > 0,
+                    documents_found=len(record.documents),
+                    new_documents=[d for d in new if d["status"] == "new"],
+                    error=record.error, http_status=record.http_status, bytes=record.bytes,
+                    duration_seconds=record.duration_seconds or 0.0))
+            for future in futures:
+                future.result()
     finally:
         conn.close()
     return results

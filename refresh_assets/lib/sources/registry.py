@@ -75,6 +75,8 @@ class Checks(BaseModel):
     min_interval_seconds: float = Field(default=2, ge=0, description="Between two requests to a host.")
     max_page_megabytes: float = Field(default=5, gt=0)
     parallel_hosts: int = Field(default=8, ge=1, le=64)
+    tick_budget_seconds: float = Field(default=40, gt=0,
+                                       description="No check starts later in a tick (sensor limit 60 s).")
     oldest_fiscal_year: int = Field(default=2017, ge=1990,
                                     description="Older documents are recorded, not notified.")
     breaker: Breaker = Field(default_factory=Breaker)
