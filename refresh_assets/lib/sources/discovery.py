@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -80,6 +81,7 @@ _GENERIC_WORDS = frozenset({
     "document", "file", "icon", "report",
 })
 _FILE_SIZE = re.compile(r"\d+(?:\.\d+)?\s*[km]b\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
 _HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
 # The elements whose text labels the links inside them.
 _CONTAINERS = ("tr", "li", "dd", "dt", "p", "caption", "figcaption", *_HEADINGS)
@@ -185,54 +187,61 @@ def find_documents(html: str | bytes, base_url: str,
     soup = BeautifulSoup(html, "html.parser")
     page_base = _page_base(soup, base_url)
     best: dict[str, tuple[tuple[int, int], DiscoveredDocument]] = {}
-    lines = _Lines()
-    for link, headings in _links_with_headings(soup):
-        url = _absolute_url(link.get("href", ""), page_base)
+    texts = _PageTexts()
+    for link, headings in _links_with_headings(soup, texts):
+        href = link["href"].strip()
+        if _is_skipped(href):
+            continue
+        described = _describe(link, headings, texts)
+        if described is None or described[1] not in wanted:
+            continue
+        # Resolved only for the few links that are documents: urljoin is slow.
+        url = _absolute_url(href, page_base)
         if url is None:
             continue
-        described = _describe(link, headings, url, lines)
-        if described is None or described[1].doc_type not in wanted:
-            continue
-        rank, document = described
+        rank, doc_type, fiscal_year, title = described
         if url not in best or rank < best[url][0]:
-            best[url] = (rank, document)
+            best[url] = (rank, DiscoveredDocument(doc_type, fiscal_year, url, title))
     documents = [document for _, document in best.values()]
     return sorted(documents, key=lambda doc: (doc.doc_type, -doc.fiscal_year, doc.url))
 
 
 def _page_base(soup: BeautifulSoup, base_url: str) -> str:
-    base = soup.find("base", href=True)
+    base = next((tag for tag in _tags(soup) if tag.name == "base" and tag.get("href") is not None), None)
     return urljoin(base_url, base["href"].strip()) if base else base_url
 
 
+def _is_skipped(href: str) -> bool:
+    return not href or href.startswith("#") or href.lower().startswith(_SKIPPED_SCHEMES)
+
+
 def _absolute_url(href: str, page_base: str) -> str | None:
-    href = href.strip()
-    if not href or href.startswith("#") or href.lower().startswith(_SKIPPED_SCHEMES):
-        return None
     url, _fragment = urldefrag(urljoin(page_base, href))
     return url if urlsplit(url).scheme in ("http", "https", "file") else None
 
 
-def _links_with_headings(soup: BeautifulSoup) -> Iterator[tuple[Tag, list[str]]]:
-    """Each link with the headings above it, nearest first: the nearest heading, then the
-    nearest one above that of a higher rank, and so on (one pass over the page)."""
-    open_headings: list[tuple[int, Tag]] = []
-    for element in soup.find_all(("a", *_HEADINGS)):
+def _links_with_headings(soup: BeautifulSoup, texts: _PageTexts) -> Iterator[tuple[Tag, list[str]]]:
+    """Each link with the texts of the headings above it, nearest first: the nearest heading,
+    then the nearest one above that of a higher rank, and so on (one pass over the page, each
+    heading's text read once)."""
+    open_headings: list[tuple[int, str]] = []
+    for element in _tags(soup):
         if element.name == "a":
             if element.get("href") is not None:
-                yield element, [_text(heading) for _, heading in reversed(open_headings)]
-            continue
-        level = int(element.name[1])
-        while open_headings and open_headings[-1][0] >= level:
-            open_headings.pop()
-        open_headings.append((level, element))
+                yield element, [text for _, text in reversed(open_headings)]
+        elif element.name in _HEADINGS:
+            level = int(element.name[1])
+            while open_headings and open_headings[-1][0] >= level:
+                open_headings.pop()
+            open_headings.append((level, texts.text(element)))
 
 
-def _describe(link: Tag, headings: list[str], url: str,
-              lines: _Lines) -> tuple[tuple[int, int], DiscoveredDocument] | None:
-    """The document a link points to, ranked by how far from the link its description had to
-    be looked for (nearest first), then by the longer title; None if it is no document."""
-    contexts = _contexts(link, headings, lines)
+def _describe(link: Tag, headings: list[str],
+              texts: _PageTexts) -> tuple[tuple[int, int], str, int, str] | None:
+    """The (rank, doc_type, fiscal_year, title) of the document a link points to, ranked by how
+    far from the link its description had to be looked for (nearest first), then by the longer
+    title; None if it is no document."""
+    contexts = _contexts(link, headings, texts)
     doc_type, type_depth = _nearest_type(contexts)
     if doc_type is None:
         return None
@@ -245,10 +254,10 @@ def _describe(link: Tag, headings: list[str], url: str,
         return None
     used = contexts[:max(type_depth, year_depth) + 1]
     title = _title(used)
-    return (len(used), -len(title)), DiscoveredDocument(doc_type, fiscal_year, url, title)
+    return (len(used), -len(title)), doc_type, fiscal_year, title
 
 
-def _contexts(link: Tag, headings: list[str], lines: _Lines) -> list[str]:
+def _contexts(link: Tag, headings: list[str], texts: _PageTexts) -> list[str]:
     """The texts that describe a link, nearest first (see the module docstring)."""
     own_text = _text(link)
     own_is_generic = _is_generic(own_text)
@@ -256,10 +265,12 @@ def _contexts(link: Tag, headings: list[str], lines: _Lines) -> list[str]:
     label = _label(link)
     if label:
         inline.append(label)
-    around = lines.text_around(link, include_own=not own_is_generic)
+    enclosing = _enclosing(link)
+    around = texts.text_around(link, enclosing, include_own=not own_is_generic)
     if around and around not in inline:
         inline.append(around)
-    above = [*_definition_term(link), *_caption(link), *headings]
+    above = [*_definition_term(enclosing.get("dd"), texts), *_caption(link, enclosing.get("table"), texts),
+             *headings]
     return inline + [text for text in above if text]
 
 
@@ -285,12 +296,11 @@ def _contains(text: str, part: str) -> bool:
 
 
 def _label(link: Tag) -> str:
-    """The link's title or aria-label, else its images' alt text, when it says more than "PDF"."""
-    images = [_normalize(image.get("alt", "")) for image in link.find_all("img")]
-    for candidate in (_normalize(link.get("title", "")), _normalize(link.get("aria-label", "")), *images):
-        if not _is_generic(candidate):
-            return candidate
-    return ""
+    """The link's title or aria-label, else its images' alt text, when it says more than "PDF"
+    (the images are looked for only when needed)."""
+    candidates = chain((link.get("title", ""), link.get("aria-label", "")),
+                       (image.get("alt", "") for image in _tags(link) if image.name == "img"))
+    return next((text for text in map(_normalize, candidates) if not _is_generic(text)), "")
 
 
 @dataclass
@@ -303,18 +313,31 @@ class _SplitLine:
     own: dict[int, list[str]]
 
 
-class _Lines:
-    """The text of each link's line (table row, list item, paragraph...). Each container is split
-    once, so a page with thousands of links in one <div> stays linear."""
+class _PageTexts:
+    """The texts of one page's elements, each read once however many links it describes (by
+    id: the tree outlives this object): headings, captions, and each link's line (table row,
+    list item, paragraph...), so a page with thousands of links in one <div> stays linear."""
 
     def __init__(self) -> None:
+        self._texts: dict[int, str] = {}
+        self._captions: dict[int, Tag | None] = {}
         self._by_container: dict[int, _SplitLine] = {}
 
-    def text_around(self, link: Tag, include_own: bool) -> str:
+    def text(self, element: Tag) -> str:
+        if id(element) not in self._texts:
+            self._texts[id(element)] = _text(element)
+        return self._texts[id(element)]
+
+    def caption(self, table: Tag) -> Tag | None:
+        if id(table) not in self._captions:
+            self._captions[id(table)] = next((tag for tag in _tags(table) if tag.name == "caption"), None)
+        return self._captions[id(table)]
+
+    def text_around(self, link: Tag, enclosing: dict[str, Tag], include_own: bool) -> str:
         """The link's table row without the other links' text; in a list item, paragraph... the
         text between it and its neighbour link on the side labels are written: before the links
         when the line starts with text, else after them."""
-        container = _ancestor(link, _CONTAINERS) or link.parent
+        container = next((tag for name, tag in enclosing.items() if name in _CONTAINERS), link.parent)
         if container is None or container.name in ("body", "html", "[document]"):
             return ""
         if id(container) not in self._by_container:
@@ -334,44 +357,64 @@ class _Lines:
 
 
 def _split(container: Tag) -> _SplitLine:
-    links = container.find_all("a")
-    line = _SplitLine({id(link): index for index, link in enumerate(links)},
-                      [[] for _ in range(len(links) + 1)], {id(link): [] for link in links})
-    started = -1
+    """One pass over the container; a text inside a heading nested in it is left out (it is
+    read as a heading)."""
+    line = _SplitLine({}, [[]], {})
     for node in container.descendants:
         if isinstance(node, Tag):
-            started += node.name == "a"
+            if node.name == "a":
+                line.positions[id(node)] = len(line.gaps) - 1
+                line.own[id(node)] = []
+                line.gaps.append([])
             continue
-        if type(node) is not NavigableString or _is_in_other_heading(node, container):
+        if type(node) is not NavigableString:
             continue
-        owner = _ancestor(node, ("a",))
-        if owner is not None and id(owner) in line.own:
+        owner, in_heading = _link_and_heading_within(node, container)
+        if in_heading:
+            continue
+        if owner is not None:
             line.own[id(owner)].append(node)
         else:
-            line.gaps[started + 1].append(node)
+            line.gaps[-1].append(node)
     return line
 
 
-def _definition_term(link: Tag) -> list[str]:
-    definition = _ancestor(link, ("dd",))
+def _link_and_heading_within(node: NavigableString, container: Tag) -> tuple[Tag | None, bool]:
+    """The nearest link enclosing node inside container, and whether a heading inside container
+    encloses it: a walk up to the container only, not to the top of the page."""
+    owner = None
+    parent = node.parent
+    while parent is not container:
+        if parent.name in _HEADINGS:
+            return owner, True
+        if owner is None and parent.name == "a":
+            owner = parent
+        parent = parent.parent
+    return owner, False
+
+
+def _definition_term(definition: Tag | None, texts: _PageTexts) -> list[str]:
     term = definition.find_previous_sibling("dt") if definition else None
-    return [_text(term)] if term else []
+    return [texts.text(term)] if term else []
 
 
-def _caption(link: Tag) -> list[str]:
-    table = _ancestor(link, ("table",))
-    caption = table.find("caption") if table else None
-    return [_text(caption)] if caption and not _is_inside(link, caption) else []
+def _caption(link: Tag, table: Tag | None, texts: _PageTexts) -> list[str]:
+    caption = texts.caption(table) if table else None
+    return [texts.text(caption)] if caption and not _is_inside(link, caption) else []
 
 
-def _is_in_other_heading(node: NavigableString, container: Tag) -> bool:
-    heading = _ancestor(node, _HEADINGS)
-    return heading is not None and heading is not container and _is_inside(heading, container)
+def _enclosing(link: Tag) -> dict[str, Tag]:
+    """The nearest enclosing element of each name, nearest first: one walk up the page serves
+    the line, <dd> and <table> lookups (bs4's find_parent is much slower)."""
+    enclosing: dict[str, Tag] = {}
+    for parent in link.parents:
+        enclosing.setdefault(parent.name, parent)
+    return enclosing
 
 
-def _ancestor(element: Tag | NavigableString, names: tuple[str, ...]) -> Tag | None:
-    """The nearest enclosing element named one of names (bs4's find_parent is much slower)."""
-    return next((parent for parent in element.parents if parent.name in names), None)
+def _tags(element: Tag) -> Iterator[Tag]:
+    """The elements inside element in document order (bs4's find/find_all are much slower)."""
+    return (node for node in element.descendants if isinstance(node, Tag))
 
 
 def _is_inside(element: Tag, ancestor: Tag) -> bool:
@@ -390,7 +433,7 @@ def _normalize(text: str) -> str:
 
 def _is_generic(text: str) -> bool:
     """True for link texts that say nothing about the document: "Download", "PDF (2 MB)", ""."""
-    words = re.findall(r"[a-z0-9]+", _FILE_SIZE.sub(" ", text.lower()))
+    words = _WORD.findall(_FILE_SIZE.sub(" ", text.lower()))
     return all(word in _GENERIC_WORDS for word in words)
 
 
