@@ -2,6 +2,7 @@
 
 import click
 
+from refresh_assets.cli.bi import bi
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.forecasts import backtest, project
@@ -18,6 +19,7 @@ def main() -> None:
 
 
 main.add_command(db)
+main.add_command(bi)
 main.add_command(dbt)
 main.add_command(materialize)
 main.add_command(demo)
