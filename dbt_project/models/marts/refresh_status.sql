@@ -1,0 +1,90 @@
+-- Per city, where its refresh stands: its sources' last check and health, the documents
+-- operators still have to enter, its last refresh and the reason it failed, the fiscal
+-- years it has validated figures for, and its latest score.
+with cities as (
+
+    select city_key, city from {{ ref('city_fiscal_health') }}
+    union
+    select city_key, null as city from {{ ref('stg_ops__source_state') }}
+    union
+    select city_key, null as city from {{ ref('stg_ops__refresh_operations') }}
+
+),
+
+sources as (
+
+    select
+        city_key,
+        count(*) as sources,
+        max(last_checked_at) as sources_last_checked_at,
+        count(*) filter (where consecutive_failures > 0 or breaker_state <> 'closed') as sources_failing,
+        count(*) filter (where breaker_state = 'open') as sources_breaker_open
+    from {{ ref('stg_ops__source_state') }}
+    group by city_key
+
+),
+
+notifications as (
+
+    select
+        city_key,
+        count(*) filter (where status <> 'completed') as notifications_open,
+        min(created_at) filter (where status <> 'completed') as oldest_open_notification_at
+    from {{ ref('stg_ops__refresh_notifications') }}
+    group by city_key
+
+),
+
+last_refresh as (
+
+    select city_key, recorded_at, status, stage, error
+    from {{ ref('stg_ops__refresh_operations') }}
+    where run_rank = 1
+
+),
+
+completeness as (
+
+    select
+        city_key,
+        count(distinct fiscal_year) as fiscal_years_validated,
+        min(fiscal_year) as first_fiscal_year,
+        max(fiscal_year) as last_fiscal_year,
+        string_agg(distinct fiscal_year::text, ', ') as fiscal_years
+    from {{ ref('stg_analytics__validated_fiscal_data') }}
+    group by city_key
+
+),
+
+final as (
+
+    select
+        cities.city_key,
+        max(cities.city) as city,
+        coalesce(max(sources.sources), 0) as sources,
+        max(sources.sources_last_checked_at) as sources_last_checked_at,
+        coalesce(max(sources.sources_failing), 0) as sources_failing,
+        coalesce(max(sources.sources_breaker_open), 0) as sources_breaker_open,
+        coalesce(max(notifications.notifications_open), 0) as notifications_open,
+        max(notifications.oldest_open_notification_at) as oldest_open_notification_at,
+        max(last_refresh.recorded_at) as last_refresh_at,
+        max(last_refresh.status) as last_refresh_status,
+        max(last_refresh.stage) as last_failure_stage,
+        max(last_refresh.error) as last_failure_reason,
+        max(completeness.fiscal_years_validated) as fiscal_years_validated,
+        max(completeness.fiscal_years) as fiscal_years,
+        max(health.fiscal_year) as latest_scored_fiscal_year,
+        max(health.overall_points) as latest_overall_points,
+        max(health.overall_risk) as latest_overall_risk,
+        max(health.scored_at) as latest_scored_at
+    from cities
+    left join sources using (city_key)
+    left join notifications using (city_key)
+    left join last_refresh using (city_key)
+    left join completeness using (city_key)
+    left join {{ ref('city_fiscal_health') }} as health using (city_key)
+    group by cities.city_key
+
+)
+
+select * from final
