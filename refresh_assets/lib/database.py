@@ -275,3 +275,39 @@ def copy_frame(cur, table: sql.Composable, frame: pd.DataFrame, columns: Sequenc
         .as_string(cur.connection),
         buffer,
     )
+
+
+def append_changed_versions(cur, table: sql.Identifier, frame: pd.DataFrame, columns: Sequence[str],
+                            *, generated: Sequence[str], order_by: Sequence[str],
+                            returning: Sequence[str]) -> list[tuple]:
+    """Appends to an append-only versions table (`source_path`, `source_checksum`, a version
+    sequence first among `generated`) the rows of `frame` whose checksum differs from the
+    latest version of their source; an unchanged source adds nothing. Staged through a
+    temporary copy of the table, in the caller's transaction. Returns the `returning`
+    columns of the rows inserted, in `order_by` order."""
+    incoming = sql.Identifier("pg_temp", f"incoming_{table.strings[-1]}")
+
+    def identifiers(names: Sequence[str]) -> sql.Composable:
+        return sql.SQL(", ").join(sql.Identifier(name) for name in names)
+
+    cur.execute(sql.SQL("drop table if exists {}").format(incoming))
+    cur.execute(sql.SQL("create temporary table {} (like {} including defaults) on commit drop")
+                .format(incoming, table))
+    cur.execute(sql.SQL("alter table {} ").format(incoming)
+                + sql.SQL(", ").join(sql.SQL("drop column {}").format(sql.Identifier(c))
+                                     for c in generated))
+    copy_frame(cur, incoming, frame, columns)
+    cur.execute(sql.SQL("""
+        insert into {table} ({columns})
+        select {columns} from {incoming} as new
+        where new.source_checksum is distinct from (
+            select latest.source_checksum from {table} as latest
+            where latest.source_path = new.source_path
+            order by latest.{version} desc limit 1)
+        order by {order_by}
+        returning {returning}
+    """).format(table=table, columns=identifiers(columns), incoming=incoming,
+                version=sql.Identifier(generated[0]),
+                order_by=sql.SQL(", ").join(sql.SQL("new.") + sql.Identifier(c) for c in order_by),
+                returning=identifiers(returning)))
+    return cur.fetchall()

@@ -23,7 +23,13 @@ from psycopg2 import sql
 
 from refresh_assets.lib.cities import city_key, known_cities
 from refresh_assets.lib.city_locks import lock_cities_for_transaction
-from refresh_assets.lib.database import ANALYTICS_SCHEMA, OPS_SCHEMA, RAW_SCHEMA, copy_frame
+from refresh_assets.lib.database import (
+    ANALYTICS_SCHEMA,
+    OPS_SCHEMA,
+    RAW_SCHEMA,
+    append_changed_versions,
+    copy_frame,
+)
 from refresh_assets.lib.entries import Problem
 from refresh_assets.lib.fiscal_inputs import FIELD_NAMES, FIELDS
 from refresh_assets.lib.validation import ISSUE_COLUMNS
@@ -85,31 +91,13 @@ def append_entry_versions(conn, versions: pd.DataFrame) -> pd.DataFrame:
         if field.sql_type == "integer":  # a column with gaps would otherwise print 2019.0
             frame[field.name] = pd.to_numeric(frame[field.name]).astype("Int64")
     frame["source_checksum"] = canonical_checksums(frame)
-    incoming = sql.Identifier("pg_temp", "incoming_entries")
     # Two writers of the same city (hence of the same sources) take turns, so they cannot
     # both add the same version; writers of other cities do not wait.
     lock_cities_for_transaction(conn, frame["city_key"])
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("drop table if exists {}").format(incoming))
-        cur.execute(sql.SQL("create temporary table {} (like {} including defaults)"
-                            " on commit drop").format(incoming, ENTRIES))
-        cur.execute(sql.SQL("alter table {} drop column entry_version, drop column loaded_at")
-                    .format(incoming))
-        copy_frame(cur, incoming, frame, ENTRY_COLUMNS)
-        columns = sql.SQL(", ").join(sql.Identifier(c) for c in ENTRY_COLUMNS)
-        cur.execute(
-            sql.SQL("""
-                insert into {entries} ({columns})
-                select {columns} from {incoming} as new
-                where new.source_checksum is distinct from (
-                    select latest.source_checksum from {entries} as latest
-                    where latest.source_path = new.source_path
-                    order by latest.entry_version desc limit 1)
-                order by new.city, new.fiscal_year
-                returning entry_version, city, fiscal_year, source_kind, source_path
-            """).format(entries=ENTRIES, columns=columns, incoming=incoming)
-        )
-        inserted = cur.fetchall()
+        inserted = append_changed_versions(
+            cur, ENTRIES, frame, ENTRY_COLUMNS, generated=("entry_version", "loaded_at"),
+            order_by=("city", "fiscal_year"), returning=ADDED_COLUMNS)
     return pd.DataFrame(inserted, columns=list(ADDED_COLUMNS))
 
 

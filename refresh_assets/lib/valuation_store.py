@@ -18,7 +18,7 @@ import pandas as pd
 from psycopg2 import sql
 
 from refresh_assets.lib.city_locks import lock_cities_for_transaction
-from refresh_assets.lib.database import RAW_SCHEMA, copy_frame
+from refresh_assets.lib.database import RAW_SCHEMA, append_changed_versions
 
 VALUATIONS = sql.Identifier(RAW_SCHEMA, "calpers_valuation_entries")
 STORED_COLUMNS = ("city_key", "city", "plan", "plan_key", "valuation_date", "funded_ratio",
@@ -71,27 +71,11 @@ def append_valuation_versions(conn, run_id: str, valuations: pd.DataFrame) -> pd
     for column in JSON_COLUMNS:
         frame[column] = frame[column].map(_json_numbers)
     columns = (*STORED_COLUMNS, "source_checksum", "run_id")
-    incoming = sql.Identifier("pg_temp", "incoming_valuations")
     lock_cities_for_transaction(conn, frame["city_key"])
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("drop table if exists {}").format(incoming))
-        cur.execute(sql.SQL("create temporary table {} (like {} including defaults)"
-                            " on commit drop").format(incoming, VALUATIONS))
-        cur.execute(sql.SQL("alter table {} drop column valuation_version, drop column ingested_at")
-                    .format(incoming))
-        copy_frame(cur, incoming, frame, columns)
-        names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        cur.execute(sql.SQL("""
-            insert into {valuations} ({names})
-            select {names} from {incoming} as new
-            where new.source_checksum is distinct from (
-                select latest.source_checksum from {valuations} as latest
-                where latest.source_path = new.source_path
-                order by latest.valuation_version desc limit 1)
-            order by new.city_key, new.valuation_date, new.plan_key
-            returning valuation_version, city_key, plan_key, valuation_date, source_path
-        """).format(valuations=VALUATIONS, names=names, incoming=incoming))
-        inserted = cur.fetchall()
+        inserted = append_changed_versions(
+            cur, VALUATIONS, frame, columns, generated=("valuation_version", "ingested_at"),
+            order_by=("city_key", "valuation_date", "plan_key"), returning=ADDED_COLUMNS)
     return pd.DataFrame(inserted, columns=list(ADDED_COLUMNS))
 
 
