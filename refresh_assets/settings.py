@@ -19,6 +19,9 @@ Variables a user sets:
     REFRESH_SOURCES_FILE   the source registry; default `<project>/sources.yaml`.
     REFRESH_DOCUMENTS_DIR  where downloaded source documents are stored (when downloads
                            are enabled in the registry); default `<home>/documents`.
+    FORECAST_SNAPSHOT_RETENTION_DAYS   days of daily forecast snapshots kept; default 730.
+    FORECAST_SNAPSHOT_CRON_HOUR_UTC    hour (0-23, UTC) of the daily snapshot; default 3.
+    FORECAST_SNAPSHOT_CRON_MINUTE_UTC  its minute (0-59); default 10.
 
 Variables the CLI exports for Dagster, dbt and their subprocesses (see
 `database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
@@ -59,6 +62,9 @@ class Settings:
     reports_dir: Path
     sources_file: Path
     documents_dir: Path
+    snapshot_retention_days: int = 730
+    snapshot_hour_utc: int = 3
+    snapshot_minute_utc: int = 10
 
     @property
     def embedded(self) -> bool:
@@ -76,6 +82,17 @@ class Settings:
 
 class SettingsError(ValueError):
     """An environment variable holds a value the project cannot use."""
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name) or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {text!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -99,4 +116,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reports_dir=Path(env.get("REFRESH_REPORTS_DIR") or home / "reports").resolve(),
         sources_file=Path(env.get("REFRESH_SOURCES_FILE") or PROJECT_DIR / "sources.yaml").resolve(),
         documents_dir=Path(env.get("REFRESH_DOCUMENTS_DIR") or home / "documents").resolve(),
+        snapshot_retention_days=_whole_number(env, "FORECAST_SNAPSHOT_RETENTION_DAYS", 730,
+                                              1, 100_000),
+        snapshot_hour_utc=_whole_number(env, "FORECAST_SNAPSHOT_CRON_HOUR_UTC", 3, 0, 23),
+        snapshot_minute_utc=_whole_number(env, "FORECAST_SNAPSHOT_CRON_MINUTE_UTC", 10, 0, 59),
     )

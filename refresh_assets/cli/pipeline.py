@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
 
 from refresh_assets.cli.common import export_environment, settings_or_exit, step
 from refresh_assets.cli.progress import MAIN_JOB, print_summary, run_main_job
-from refresh_assets.lib.database import MARTS_SCHEMA, table_row_counts
+from refresh_assets.lib.database import MARTS_SCHEMA, forecast_snapshot_days, table_row_counts
 from refresh_assets.lib.embedded_postgres import find_server_binaries
 from refresh_assets.lib.runtime import ensure_database, server_address
 from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
@@ -35,6 +36,27 @@ def _prepare_dbt() -> None:
          "--profiles-dir", str(DBT_PROJECT_DIR)],
         "dbt parse failed",
     )
+
+
+def _materialize(selection: str, partition: str | None, failure: str) -> None:
+    """One Dagster run of the selected assets (output kept quiet unless it fails)."""
+    command = [_venv_program("dagster"), "asset", "materialize", "-m", "refresh_assets.definitions",
+               "--select", selection]
+    if partition is not None:
+        command += ["--partition", partition]
+    result = subprocess.run(command, cwd=PROJECT_DIR, check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        click.echo(result.stdout[-4000:] + result.stderr[-4000:], err=True)
+        raise click.ClickException(f"{failure} (exit {result.returncode}); the run's log is above")
+
+
+def _take_snapshots(days: list[date]) -> None:
+    for day in days:
+        _materialize("marts/city_forecast_snapshots", day.isoformat(),
+                     f"the forecast snapshot of {day} failed")
+        click.echo(f"      snapshot of {day} taken")
+    _materialize("marts/forecast_backtest", None, "the backtest failed")
+    click.echo("      marts.forecast_backtest rebuilt from the snapshots kept")
 
 
 def _ready_environment() -> Settings:
@@ -83,15 +105,18 @@ def materialize(verbose: bool) -> None:
 def demo(verbose: bool) -> None:
     """Start the database, prepare dbt, materialize every asset, and summarise."""
     settings = settings_or_exit()
-    with step(1, 4, "database"):
+    with step(1, 5, "database"):
         ready = ensure_database(settings)
         export_environment(settings, ready.address)
         click.echo(f"      {ready.what_happened}")
-    with step(2, 4, "dbt manifest"):
+    with step(2, 5, "dbt manifest"):
         _prepare_dbt()
-    with step(3, 4, f"materialize every asset (job {MAIN_JOB})"):
+    with step(3, 5, f"materialize every asset (job {MAIN_JOB})"):
         summary = run_main_job(settings, ready.address, verbose)
-    with step(4, 4, "summary"):
+    with step(4, 5, "forecast snapshots of yesterday and today (UTC), then the backtest"):
+        today = _utc_today()
+        _take_snapshots([today - timedelta(days=1), today])
+    with step(5, 5, "summary"):
         counts = table_row_counts(ready.address, MARTS_SCHEMA)
         for table, rows in counts.items():
             click.echo(f"      {MARTS_SCHEMA}.{table}: {rows:,} rows")
@@ -108,6 +133,27 @@ def demo(verbose: bool) -> None:
     )
     if not summary.ok:
         raise SystemExit(1)
+
+
+def _utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+@click.command()
+@click.option("--day", "days", multiple=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="UTC day to snapshot (repeatable); default today. Re-taking a day replaces it.")
+def snapshot(days: tuple[datetime, ...]) -> None:
+    """Take the daily snapshot of marts.city_forecast by hand (the schedule takes each day at
+    03:10 UTC), apply the retention, and rebuild the backtest."""
+    with step(1, 3, "database"):
+        settings = _ready_environment()
+    with step(2, 3, "dbt manifest"):
+        _prepare_dbt()
+    with step(3, 3, "snapshots"):
+        _take_snapshots([d.date() for d in days] or [_utc_today()])
+    kept = forecast_snapshot_days(server_address(settings))
+    click.echo(f"{len(kept)} day(s) kept in {MARTS_SCHEMA}.city_forecast_snapshots"
+               + (f", {kept[0][0]} to {kept[-1][0]}" if kept else ""))
 
 
 @click.command()

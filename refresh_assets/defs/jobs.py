@@ -1,13 +1,16 @@
 """Jobs: the main job refreshes every asset but the source documents (the source sensor's
-work: checking the web and emailing operators is no part of recomputing the data)."""
+work: checking the web and emailing operators is no part of recomputing the data) and the
+daily forecast snapshots (a job of their own, one day per run: defs/schedules.py)."""
 
 import dagster as dg
 
+from refresh_assets.defs.dbt import forecast_snapshot_models
 from refresh_assets.defs.sources import SOURCE_DOCUMENTS
 
 refresh_all_job = dg.define_asset_job(
     name="refresh_all",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(SOURCE_DOCUMENTS),
+    selection=(dg.AssetSelection.all() - dg.AssetSelection.assets(SOURCE_DOCUMENTS)
+               - dg.AssetSelection.assets(forecast_snapshot_models)),
     description="Ingest and validate every city (a partition range) and build every dbt model.",
     config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
 )

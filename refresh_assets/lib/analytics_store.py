@@ -20,6 +20,7 @@ SCORES = sql.Identifier(ANALYTICS_SCHEMA, "risk_scores")
 MEDIANS = sql.Identifier(ANALYTICS_SCHEMA, "statewide_growth_medians")
 PROJECTION_YEARS = sql.Identifier(ANALYTICS_SCHEMA, "projection_years")
 PROJECTION_SUMMARIES = sql.Identifier(ANALYTICS_SCHEMA, "projection_summaries")
+CURRENT_PROJECTIONS = sql.Identifier(ANALYTICS_SCHEMA, "current_projections")
 
 SCORE_TABLE_COLUMNS = ("run_id", "city_key", "city", "fiscal_year", "entry_version",
                        "methodology_version", "overall_points", "overall_risk",
@@ -61,9 +62,23 @@ def latest_medians(conn) -> pd.Series:
 
 
 def append_projections(conn, run_id: str, yearly: pd.DataFrame, summary: pd.DataFrame) -> None:
+    """Appends a run's rows and makes it its cities' current run, in the caller's
+    transaction: readers of the pointer see the new rows with it or neither."""
+    cities = sorted(set(summary["city"]))
     with conn.cursor() as cur:
         copy_frame(cur, PROJECTION_YEARS, _with_keys(yearly, run_id), YEAR_COLUMNS)
         copy_frame(cur, PROJECTION_SUMMARIES, _with_keys(summary, run_id), SUMMARY_COLUMNS)
+        # now() is the transaction's start: the projected_at of the rows just copied. A run
+        # that started earlier but commits later does not displace a newer one, as in the
+        # ranking of the history by time.
+        cur.execute(sql.SQL("""
+            insert into {pointer} as current (city_key, city, run_id, projected_at)
+            select unnest(%s::text[]), unnest(%s::text[]), %s, now()
+            on conflict (city_key) do update
+                set city = excluded.city, run_id = excluded.run_id,
+                    projected_at = excluded.projected_at
+                where current.projected_at <= excluded.projected_at
+        """).format(pointer=CURRENT_PROJECTIONS), ([city_key(c) for c in cities], cities, run_id))
 
 
 def _latest_runs(conn, table: sql.Identifier, time_column: str, city_keys: Sequence[str],

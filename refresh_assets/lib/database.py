@@ -248,11 +248,12 @@ def bootstrap(address: ServerAddress) -> Bootstrapped:
 
 
 def table_row_counts(address: ServerAddress, schema: str) -> dict[str, int]:
-    """Rows in each table and view of one warehouse schema (for summaries)."""
+    """Rows in each table, view and materialized view of one warehouse schema (for
+    summaries; information_schema leaves materialized views out, pg_class does not)."""
     with warehouse_connection(address) as conn, conn.cursor() as cur:
         cur.execute(
-            "select table_name from information_schema.tables where table_schema = %s"
-            " order by table_name",
+            "select c.relname from pg_class as c join pg_namespace as n on n.oid = c.relnamespace"
+            " where n.nspname = %s and c.relkind in ('r', 'v', 'm', 'p') order by c.relname",
             (schema,),
         )
         names = [row[0] for row in cur.fetchall()]
@@ -311,3 +312,14 @@ def append_changed_versions(cur, table: sql.Identifier, frame: pd.DataFrame, col
                 order_by=sql.SQL(", ").join(sql.SQL("new.") + sql.Identifier(c) for c in order_by),
                 returning=identifiers(returning)))
     return cur.fetchall()
+
+
+def forecast_snapshot_days(address: ServerAddress) -> list[tuple[str, int]]:
+    """The days kept in marts.city_forecast_snapshots with their rows, oldest first."""
+    with warehouse_connection(address) as conn, conn.cursor() as cur:
+        cur.execute("select to_regclass('marts.city_forecast_snapshots') is not null")
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute("select snapshot_date::text, count(*) from marts.city_forecast_snapshots"
+                    " group by snapshot_date order by snapshot_date")
+        return cur.fetchall()

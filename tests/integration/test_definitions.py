@@ -55,8 +55,35 @@ def test_scores_projections_and_reports_follow_validation(defs):
     assert graph.get(medians).partitions_def is None  # needs every city at once
     assert graph.get(report).parent_keys == {scores, projections}
     forecast = graph.get(dg.AssetKey(["marts", "city_forecast"]))
-    assert forecast.parent_keys == {dg.AssetKey(["staging", "stg_analytics__projection_summaries"]),
-                                    dg.AssetKey(["staging", "stg_analytics__projection_years"])}
+    # The current run through the pointer table, its rows with their band and summary.
+    assert forecast.parent_keys == {dg.AssetKey(["staging", "stg_analytics__current_projections"]),
+                                    dg.AssetKey(["intermediate", "int_projection_rows"])}
+    # Version 1 keeps the shape BI tools read before the bands, over the same rows.
+    assert graph.get(dg.AssetKey(["marts", "city_forecast_v1"])).parent_keys == {forecast.key}
+
+
+def test_forecast_layer_schedules_snapshots_and_aggregates(defs):
+    graph = defs.resolve_asset_graph()
+    snapshots = graph.get(dg.AssetKey(["marts", "city_forecast_snapshots"]))
+    assert isinstance(snapshots.partitions_def, dg.DailyPartitionsDefinition)
+    assert snapshots.automation_condition is None  # taken by the daily schedule
+    for name in ("forecast_cliff_aggregates", "forecast_fiscal_year_aggregates",
+                 "risk_level_aggregates"):
+        aggregate = graph.get(dg.AssetKey(["marts", name]))
+        assert aggregate.automation_condition is None  # refreshed by the 30-minute schedule
+        # The unique index REFRESH ... CONCURRENTLY needs is tested as a blocking check.
+        assert any(check.name.startswith("unique_") and check.asset_key == aggregate.key
+                   for check in graph.asset_check_keys)
+    for name in ("city_forecast", "city_fiscal_health"):
+        assert graph.get(dg.AssetKey(["marts", name])).automation_condition is not None
+    aggregates = defs.resolve_schedule_def("forecast_aggregates_schedule")
+    assert aggregates.cron_schedule == "*/30 * * * *"
+    daily = defs.resolve_schedule_def("forecast_snapshot_schedule")
+    assert daily.cron_schedule == "10 3 * * *" and daily.execution_timezone == "UTC"
+    for schedule in (aggregates, daily):
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    # The main job leaves the daily partitions to their own job.
+    assert snapshots.key not in defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys
 
 
 def test_jobs_and_the_sensors(defs):

@@ -1,9 +1,8 @@
 -- Per city and scenario: base year, fiscal-cliff year, reserve-breach year, severity, the
--- gap to close and every assumption behind them (latest projection).
+-- gap to close and every assumption behind them (each city's current projection).
 with summaries as (
 
-    select * from {{ ref('stg_analytics__projection_summaries') }}
-    where run_rank = 1
+    select * from {{ ref('int_current_projection_summaries') }}
 
 ),
 

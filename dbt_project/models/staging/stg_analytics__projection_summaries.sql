@@ -1,2 +1,3 @@
--- Every projection run's per-scenario results, ranked per city (1 = latest run).
-{{ with_run_rank(source('analytics', 'projection_summaries'), 'projected_at') }}
+-- Every projection run's per-scenario results (history; analytics.current_projections names
+-- each city's current run).
+select * from {{ source('analytics', 'projection_summaries') }}

@@ -1,2 +1,16 @@
--- Every projection run's yearly values, ranked per city (1 = latest run).
-{{ with_run_rank(source('analytics', 'projection_years'), 'projected_at') }}
+-- Every projection run's yearly values (history; analytics.current_projections names each
+-- city's current run). One plain select, no CTE: see int_projection_rows.
+select
+    run_id,
+    city_key,
+    city,
+    scenario,
+    base_year,
+    k as years_ahead,
+    fiscal_year,
+    revenue,
+    expenditures,
+    pension_expenditures,
+    fund_balance,
+    projected_at
+from {{ source('analytics', 'projection_years') }}
