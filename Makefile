@@ -39,6 +39,7 @@ test-deps:
 
 lint: install
 	$(BIN)/ruff check refresh_assets tests benchmarks
+	$(BIN)/refresh-assets dbt lint
 
 stop:
 	@if [ -x $(BIN)/refresh-assets ]; then $(BIN)/refresh-assets db stop; else echo "nothing installed; nothing to stop"; fi

@@ -11,9 +11,15 @@ ranked as (
     select
         *,
         row_number() over (partition by city_key order by fiscal_year desc) as year_rank,
-        lead(fiscal_year) over (partition by city_key order by fiscal_year desc) as previous_fiscal_year,
-        lead(overall_points) over (partition by city_key order by fiscal_year desc) as previous_overall_points,
-        lead(overall_risk) over (partition by city_key order by fiscal_year desc) as previous_overall_risk
+        lead(fiscal_year)
+            over (partition by city_key order by fiscal_year desc)
+            as previous_fiscal_year,
+        lead(overall_points)
+            over (partition by city_key order by fiscal_year desc)
+            as previous_overall_points,
+        lead(overall_risk)
+            over (partition by city_key order by fiscal_year desc)
+            as previous_overall_risk
     from scores
 
 ),
@@ -39,8 +45,10 @@ final as (
             as previous_overall_points,
         case when previous_fiscal_year = fiscal_year - 1 then previous_overall_risk end
             as previous_overall_risk,
-        case when previous_fiscal_year = fiscal_year - 1
-            then overall_points - previous_overall_points end as overall_points_change,
+        case
+            when previous_fiscal_year = fiscal_year - 1
+                then overall_points - previous_overall_points
+        end as overall_points_change,
         methodology_version,
         entry_version,
         scored_at

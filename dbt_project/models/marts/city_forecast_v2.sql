@@ -40,4 +40,3 @@ inner join {{ ref('int_projection_rows') }} as projection_rows
     on
         current_runs.city_key = projection_rows.city_key
         and current_runs.run_id = projection_rows.run_id
-

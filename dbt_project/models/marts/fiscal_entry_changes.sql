@@ -21,8 +21,9 @@ final as (
         source_path,
         loaded_at
     from figures
-    where previous_entry_version is not null
-      and value is distinct from previous_value
+    where
+        previous_entry_version is not null
+        and value is distinct from previous_value
 
 )
 

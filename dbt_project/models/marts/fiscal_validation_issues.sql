@@ -14,7 +14,9 @@ results as (
 
 latest_validations as (
 
-    select run_id, city_key
+    select
+        run_id,
+        city_key
     from validations
     where run_rank = 1
 

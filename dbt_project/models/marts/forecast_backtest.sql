@@ -40,23 +40,24 @@ pairs as (
         on
             snapshots.city_key = actuals.city_key
             and snapshots.fiscal_year = actuals.fiscal_year
-    cross join lateral (
-        values
-        (
-            'revenue', snapshots.revenue, snapshots.revenue_low, snapshots.revenue_high,
-            snapshots.base_year_revenue, actuals.revenue
-        ),
-        (
-            'expenditures', snapshots.expenditures, snapshots.expenditures_low,
-            snapshots.expenditures_high, snapshots.base_year_expenditures,
-            actuals.expenditures
-        ),
-        (
-            'fund_balance', snapshots.fund_balance, snapshots.fund_balance_low,
-            snapshots.fund_balance_high, snapshots.base_year_fund_balance,
-            actuals.fund_balance
-        )
-    ) as measures (measure, forecast, band_low, band_high, persistence, actual)
+    cross join
+        lateral (
+            values
+            (
+                'revenue', snapshots.revenue, snapshots.revenue_low, snapshots.revenue_high,
+                snapshots.base_year_revenue, actuals.revenue
+            ),
+            (
+                'expenditures', snapshots.expenditures, snapshots.expenditures_low,
+                snapshots.expenditures_high, snapshots.base_year_expenditures,
+                actuals.expenditures
+            ),
+            (
+                'fund_balance', snapshots.fund_balance, snapshots.fund_balance_low,
+                snapshots.fund_balance_high, snapshots.base_year_fund_balance,
+                actuals.fund_balance
+            )
+        ) as measures (measure, forecast, band_low, band_high, persistence, actual)
     where
         snapshots.fiscal_year > snapshots.base_year
         and measures.actual is not null

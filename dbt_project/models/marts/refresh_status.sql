@@ -3,11 +3,20 @@
 -- years it has validated figures for, and its latest score.
 with cities as (
 
-    select city_key, city from {{ ref('city_fiscal_health') }}
+    select
+        city_key,
+        city
+    from {{ ref('city_fiscal_health') }}
     union
-    select city_key, null as city from {{ ref('stg_ops__source_state') }}
+    select
+        city_key,
+        null as city
+    from {{ ref('stg_ops__source_state') }}
     union
-    select city_key, null as city from {{ ref('stg_ops__refresh_operations') }}
+    select
+        city_key,
+        null as city
+    from {{ ref('stg_ops__refresh_operations') }}
 
 ),
 
@@ -17,7 +26,8 @@ sources as (
         city_key,
         count(*) as sources,
         max(last_checked_at) as sources_last_checked_at,
-        count(*) filter (where consecutive_failures > 0 or breaker_state <> 'closed') as sources_failing,
+        count(*) filter (where consecutive_failures > 0 or breaker_state <> 'closed')
+            as sources_failing,
         count(*) filter (where breaker_state = 'open') as sources_breaker_open
     from {{ ref('stg_ops__source_state') }}
     group by city_key
@@ -37,7 +47,12 @@ notifications as (
 
 last_refresh as (
 
-    select city_key, recorded_at, status, stage, error
+    select
+        city_key,
+        recorded_at,
+        status,
+        stage,
+        error
     from {{ ref('stg_ops__refresh_operations') }}
     where run_rank = 1
 
