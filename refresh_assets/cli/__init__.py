@@ -7,7 +7,7 @@ from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.forecasts import backtest, project
 from refresh_assets.cli.ops import ack, notifications
-from refresh_assets.cli.pipeline import dbt, demo, materialize, snapshot, ui
+from refresh_assets.cli.pipeline import dbt, demo, docs, materialize, snapshot, ui
 from refresh_assets.cli.refresh import refresh
 from refresh_assets.cli.scores import score_command
 from refresh_assets.cli.sources import check, discover
@@ -25,6 +25,7 @@ main.add_command(materialize)
 main.add_command(demo)
 main.add_command(ui)
 main.add_command(snapshot)
+main.add_command(docs)
 main.add_command(enter)
 main.add_command(validate)
 main.add_command(entry_schema)

@@ -153,6 +153,30 @@ def demo(verbose: bool) -> None:
         raise SystemExit(1)
 
 
+@click.command()
+@click.option("--port", default=8580, show_default=True, help="Port of the site on 127.0.0.1.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Serve the site after generating it (Ctrl-C stops it).")
+def docs(port: int, serve: bool) -> None:
+    """Generate the dbt docs site (models, columns, tests, lineage down to the BI exposures)
+    and serve it on 127.0.0.1."""
+    with step(1, 2, "database"):
+        settings = _ready_environment()
+    site = settings.home / "dbt_docs"
+    dbt_args = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", str(site)]
+    with step(2, 2, "dbt docs generate (reads the warehouse's catalog)"):
+        _run([_venv_program("dbt"), "docs", "generate", "--quiet", *dbt_args],
+             "dbt docs generate failed")
+        click.echo(f"      site: {site / 'index.html'}")
+    if serve:
+        click.echo(f"dbt docs: http://127.0.0.1:{port}  (Ctrl-C stops it)")
+        os.chdir(PROJECT_DIR)
+        dbt_program = _venv_program("dbt")
+        os.execv(dbt_program, [dbt_program, "docs", "serve", "--host", "127.0.0.1", "--port",
+                               str(port), "--no-browser", *dbt_args])
+
+
 def _utc_today() -> date:
     return datetime.now(UTC).date()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from refresh_assets.defs.outcomes import describe_cities, record_failures
+from refresh_assets.defs.outcomes import column_schema, describe_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
 from refresh_assets.lib.cities import city_key
@@ -94,10 +94,12 @@ def fiscal_entries(
                                                      valuations_to_frame(valuations))
         record_issues(conn, context.run.run_id, issues)
         record_failures(context, conn, "ingestion", errors)
+        columns = column_schema(conn, ("raw", "fiscal_entries"))
 
     yield dg.MaterializeResult(
         metadata={
             **describe_cities(context, "ingestion", errors, {}),
+            **columns,
             "versions_added": len(added),
             "versions_added_by_source": added["source_kind"].value_counts().to_dict(),
             "entry_files_read": len(paths),

@@ -8,6 +8,7 @@ import pandas as pd
 
 from refresh_assets.lib import refresh_outcomes
 from refresh_assets.lib.cities import known_cities
+from refresh_assets.lib.database import table_columns
 from refresh_assets.lib.run_tags import refresh_trigger
 
 OUTCOME = "city_outcome"
@@ -56,3 +57,10 @@ def describe_cities(context: dg.AssetExecutionContext, stage: str, errors: Mappi
         "failed_cities": dg.MetadataValue.md(table.head(50).to_markdown(index=False)
                                              if len(table) else "none"),
     }
+
+
+def column_schema(conn, *tables: tuple[str, str]) -> dict[str, dg.TableSchema]:
+    """The `dagster/column_schema` of the warehouse tables an asset writes: the UI lists
+    them, and the dbt models' column lineage starts from them."""
+    columns = [dg.TableColumn(name, data_type) for name, data_type in table_columns(conn, tables)]
+    return {"dagster/column_schema": dg.TableSchema(columns=columns)}

@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
+from refresh_assets.defs.outcomes import column_schema, describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
 from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
@@ -76,6 +76,9 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         changed = analytics_store.append_changed_projections(
             conn, context.run.run_id, projected.yearly, projected.summary)
         record_failures(context, conn, "projection", projected.errors)
+        columns = column_schema(conn, ("analytics", "projection_years"),
+                                ("analytics", "projection_summaries"),
+                                ("analytics", "current_projections"))
     summary = projected.summary
     headline = summary[summary["scenario"] == "base"] if len(summary) else None
     if projected.calpers_unmatched:
@@ -83,6 +86,7 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                          + ", ".join(projected.calpers_unmatched))
     return dg.MaterializeResult(metadata={
         **describe_cities(context, "projection", projected.errors, held),
+        **columns,
         "cities_projected": 0 if headline is None else len(headline),
         "cities_with_new_projections": len(changed),
         # Counts and a few names: a range run copies this metadata onto every city's

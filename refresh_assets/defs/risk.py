@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
+from refresh_assets.defs.outcomes import column_schema, describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, WarehouseResource
 from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
@@ -35,10 +35,12 @@ def risk_scores(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         scored = score_cities(validated)
         changed = analytics_store.append_changed_scores(conn, context.run.run_id, scored.scores)
         record_failures(context, conn, "scoring", scored.errors)
+        columns = column_schema(conn, ("analytics", "risk_scores"))
     scores = scored.scores
     latest = scores.sort_values("fiscal_year").drop_duplicates("city", keep="last")
     return dg.MaterializeResult(metadata={
         **describe_cities(context, "scoring", scored.errors, held),
+        **columns,
         "cities_with_new_scores": len(changed),
         "dagster/row_count": len(scores),
         "methodology_version": METHODOLOGY_VERSION,

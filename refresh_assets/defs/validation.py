@@ -3,7 +3,7 @@
 import dagster as dg
 
 from refresh_assets.defs.entries import RAW_FISCAL_ENTRIES, problems_table
-from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
+from refresh_assets.defs.outcomes import column_schema, describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, WarehouseResource
 from refresh_assets.lib.cities import city_key
@@ -79,6 +79,7 @@ def validated_fiscal_data(
         completed = complete_entered(conn, cities, context.run.run_id)
         # Read back what downstream will read, and check it independently of the choice above.
         stored = load_validated(conn, cities)
+        columns = column_schema(conn, ("analytics", "validated_fiscal_data"))
     stored_errors = validate_versions(stored, policy)
     stored_errors = stored_errors[stored_errors["severity"] == ERROR]
 
@@ -86,6 +87,7 @@ def validated_fiscal_data(
     yield dg.MaterializeResult(
         metadata={
             **describe_cities(context, "validation", errors, held),
+            **columns,
             "dagster/row_count": len(outcome.valid),
             **{f"{severity}s": n for severity, n in counts.items()},
             "notifications_completed": len(completed),

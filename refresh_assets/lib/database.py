@@ -323,3 +323,26 @@ def forecast_snapshot_days(address: ServerAddress) -> list[tuple[str, int]]:
         cur.execute("select snapshot_date::text, count(*) from marts.city_forecast_snapshots"
                     " group by snapshot_date order by snapshot_date")
         return cur.fetchall()
+
+
+def table_columns(conn, tables: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, type) of the columns of `tables` (schema, table), in table then column order;
+    a name met again in a later table is left out."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "select table_schema, table_name, column_name, data_type"
+            " from information_schema.columns"
+            " where (table_schema, table_name) in (select * from unnest(%s::text[], %s::text[]))"
+            " order by table_schema, table_name, ordinal_position",
+            ([schema for schema, _ in tables], [table for _, table in tables]),
+        )
+        by_table: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, table, column, data_type in cur.fetchall():
+            by_table.setdefault((schema, table), []).append((column, data_type))
+    seen, columns = set(), []
+    for table in tables:
+        for column, data_type in by_table.get(tuple(table), []):
+            if column not in seen:
+                seen.add(column)
+                columns.append((column, data_type))
+    return columns

@@ -49,6 +49,26 @@ def check_evaluation(run_id: str, check_name: str):
     return evaluation
 
 
+def assert_dbt_metadata_and_column_lineage() -> None:
+    """dbt tables carry their row count and columns; a staging view's columns trace back to
+    the Python asset's table (analytics.projection_years.k becomes years_ahead)."""
+    with dg.DagsterInstance.get() as instance:
+        def metadata(*path):
+            event = instance.get_latest_materialization_event(dg.AssetKey(list(path)))
+            return event.asset_materialization.metadata
+
+        summary = metadata("marts", "city_forecast_summary")
+        assert summary["dagster/row_count"].value == 3 * 476
+        assert "gap_to_close" in {c.name for c in summary["dagster/column_schema"].value.columns}
+        lineage = metadata("staging", "stg_analytics__projection_years")[
+            "dagster/column_lineage"].value
+        assert [(d.asset_key, d.column_name) for d in lineage.deps_by_column["years_ahead"]] == [
+            (dg.AssetKey(["analytics", "projections"]), "k")]
+        projection_columns = metadata("analytics", "projections")["dagster/column_schema"].value
+        assert {"k", "fund_balance", "cliff_year", "run_id"} <= {
+            c.name for c in projection_columns.columns}
+
+
 def test_one_bad_city_never_stops_the_others(warehouse, dbt_manifest, tmp_path):
     entries = tmp_path / "entries"
     shutil.copytree(PROJECT_DIR / "entries", entries)
@@ -68,6 +88,11 @@ def test_one_bad_city_never_stops_the_others(warehouse, dbt_manifest, tmp_path):
                  ) == [(1841, 477)]
     assert query(warehouse, "select count(distinct city), count(*)"
                             " from marts.city_forecast_summary") == [(476, 3 * 476)]
+    # The aggregates count every projected city once per scenario at the state level.
+    assert query(warehouse, "select scenario, sum(cities) from marts.forecast_cliff_aggregates"
+                            " where geography_level = 'state' group by 1 order by 1") == [
+        ("base", 476), ("optimistic", 476), ("pessimistic", 476)]
+    assert_dbt_metadata_and_column_lineage()
     clean_run = run_id_of(clean.stdout)
     assert query(warehouse, "select status, count(*) from ops.refresh_operations"
                             " where run_id = %s group by 1", (clean_run,)) == [("success", 477)]

@@ -86,3 +86,28 @@ def test_refresh_submits_follows_and_a_second_request_waits_for_the_first(ui_url
     assert f"run {second_run}: success" in second.stdout
     assert "done      reports__change_report" in second.stdout
     assert "vallejo: refreshed (" in second.stdout
+
+
+SCHEDULES = """
+{ repositoriesOrError { ... on RepositoryConnection { nodes {
+    schedules { name cronSchedule executionTimezone scheduleState { status } }
+    sensors { name sensorState { status } } } } } }
+"""
+
+
+def test_the_ui_lists_the_forecast_schedules_running(ui_url):
+    deadline = time.monotonic() + 120
+    while True:  # the code location loads in the background after the server answers
+        answer = requests.post(f"{ui_url}/graphql", json={"query": SCHEDULES}, timeout=30).json()
+        nodes = answer["data"]["repositoriesOrError"].get("nodes") or []
+        if nodes or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    [repository] = nodes
+    schedules = {s["name"]: s for s in repository["schedules"]}
+    assert schedules["forecast_aggregates_schedule"]["cronSchedule"] == "*/30 * * * *"
+    assert schedules["forecast_snapshot_schedule"]["cronSchedule"] == "10 3 * * *"
+    assert schedules["forecast_snapshot_schedule"]["executionTimezone"] == "UTC"
+    assert {s["scheduleState"]["status"] for s in schedules.values()} == {"RUNNING"}
+    sensors = {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]}
+    assert sensors["marts_automation"] == "RUNNING"
