@@ -71,6 +71,11 @@ class CityRunLocks:
                 if self.on_wait:
                     self.on_wait(city, self._holder(cur, city))
                 cur.execute("select pg_advisory_lock(%s, hashtext(%s))", (RUN_LOCK_SPACE, city))
+            # The run now refreshes these cities: marts.refresh_status shows them running
+            # until the run records their outcome.
+            cur.execute("insert into ops.refresh_runs (run_id, city_key)"
+                        " select %s, unnest(%s::text[]) on conflict do nothing",
+                        (self.run_id, self.city_keys))
 
     @staticmethod
     def _holder(cur, city_key: str) -> str | None:

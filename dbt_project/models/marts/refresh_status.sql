@@ -1,6 +1,7 @@
 -- Per city, where its refresh stands: its sources' last check and health, the documents
--- operators still have to enter, its last refresh and the reason it failed, the fiscal
--- years it has validated figures for, and its latest score.
+-- operators still have to enter, a refresh running now, its last refresh, its latest
+-- failure and the reason, the fiscal years it has validated figures for, and its latest
+-- score. A view: the ops records it reads change while runs go on.
 with cities as (
 
     select
@@ -17,6 +18,11 @@ with cities as (
         city_key,
         null as city
     from {{ ref('stg_ops__refresh_operations') }}
+    union
+    select
+        city_key,
+        null as city
+    from {{ ref('stg_ops__refresh_runs') }}
 
 ),
 
@@ -50,11 +56,34 @@ last_refresh as (
     select
         city_key,
         recorded_at,
-        status,
+        status
+    from {{ ref('stg_ops__refresh_operations') }}
+    where run_rank = 1
+
+),
+
+last_failure as (
+
+    select distinct on (city_key)
+        city_key,
+        recorded_at,
         stage,
         error
     from {{ ref('stg_ops__refresh_operations') }}
-    where run_rank = 1
+    where status = 'failure'
+    order by city_key asc, recorded_at desc, run_id desc
+
+),
+
+running as (
+
+    select distinct on (city_key)
+        city_key,
+        run_id,
+        started_at
+    from {{ ref('stg_ops__refresh_runs') }}
+    where is_running
+    order by city_key asc, started_at desc
 
 ),
 
@@ -82,10 +111,14 @@ final as (
         coalesce(max(sources.sources_breaker_open), 0) as sources_breaker_open,
         coalesce(max(notifications.notifications_open), 0) as notifications_open,
         max(notifications.oldest_open_notification_at) as oldest_open_notification_at,
+        count(running.run_id) > 0 as refresh_running,
+        max(running.run_id) as running_run_id,
+        max(running.started_at) as running_since,
         max(last_refresh.recorded_at) as last_refresh_at,
         max(last_refresh.status) as last_refresh_status,
-        max(last_refresh.stage) as last_failure_stage,
-        max(last_refresh.error) as last_failure_reason,
+        max(last_failure.recorded_at) as last_failure_at,
+        max(last_failure.stage) as last_failure_stage,
+        max(last_failure.error) as last_failure_reason,
         max(completeness.fiscal_years_validated) as fiscal_years_validated,
         max(completeness.fiscal_years) as fiscal_years,
         max(health.fiscal_year) as latest_scored_fiscal_year,
@@ -95,7 +128,9 @@ final as (
     from cities
     left join sources using (city_key)
     left join notifications using (city_key)
+    left join running using (city_key)
     left join last_refresh using (city_key)
+    left join last_failure using (city_key)
     left join completeness using (city_key)
     left join {{ ref('city_fiscal_health') }} as health using (city_key)
     group by cities.city_key
