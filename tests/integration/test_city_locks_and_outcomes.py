@@ -51,3 +51,23 @@ def test_the_first_outcome_of_a_run_and_city_stands(warehouse):
     assert held == {"benicia": "validation"}
     with pytest.raises(ValueError, match="unknown stage"), warehouse_connection(warehouse) as conn:
         refresh_outcomes.record_failures(conn, run, "manual", "typo", pd.DataFrame())
+
+
+def test_a_city_is_running_from_its_lock_until_its_outcome(warehouse):
+    """ops.refresh_runs gets the run's cities once it holds them; the staging view that
+    marts.refresh_status reads calls them running until the run records their outcome."""
+    run = "running-test-run"
+
+    def running() -> set[str]:
+        with warehouse_connection(warehouse) as conn, conn.cursor() as cur:
+            cur.execute("select r.city_key from ops.refresh_runs as r"
+                        " left join ops.refresh_operations as o using (run_id, city_key)"
+                        " where r.run_id = %s and o.status is null", (run,))
+            return {row[0] for row in cur.fetchall()}
+
+    with CityRunLocks(warehouse, run, ["running-test-a", "running-test-b"]):
+        assert running() == {"running-test-a", "running-test-b"}
+        with warehouse_connection(warehouse) as conn:
+            refresh_outcomes.record_failures(conn, run, "manual", "scoring", pd.DataFrame(
+                [{"city_key": "running-test-a", "city": "A", "error": "boom"}]))
+        assert running() == {"running-test-b"}
