@@ -86,10 +86,11 @@ class SettingsError(ValueError):
 
 def _whole_number(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     text = env.get(name) or str(default)
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {text!r}") from None
+    # Digits only, as dbt's check of the same variable (macros/forecast_snapshot_vars.sql)
+    # reads it: int() would also take " 30" or "1_000", which dbt refuses.
+    if not text.isascii() or not text.isdigit():
+        raise SettingsError(f"{name} must be a whole number, got {text!r}")
+    value = int(text)
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value

@@ -147,6 +147,9 @@ def demo(verbose: bool) -> None:
         "  make ui                                   Dagster UI with the daemon, http://127.0.0.1:3000\n"
         f"  {psql} \"$(.venv/bin/refresh-assets db url)\"\n"
         "                                            query the warehouse (marts.*)\n"
+        "  REFRESH_BI_PASSWORD=... .venv/bin/refresh-assets bi grant\n"
+        "                                            a read-only role for BI tools (marts only)\n"
+        "  .venv/bin/refresh-assets docs             the dbt docs site, http://127.0.0.1:8580\n"
         "  make stop                                 stop the embedded database"
     )
     if not summary.ok:

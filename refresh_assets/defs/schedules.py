@@ -11,6 +11,9 @@ from refresh_assets.settings import load_settings
 AGGREGATES = [dg.AssetKey(["marts", name]) for name in (
     "forecast_cliff_aggregates", "forecast_fiscal_year_aggregates", "risk_level_aggregates")]
 
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
 forecast_aggregates_job = dg.define_asset_job(
     name="refresh_forecast_aggregates",
     selection=dg.AssetSelection.assets(*AGGREGATES),
@@ -56,11 +59,18 @@ def forecast_aggregates_schedule(context: dg.ScheduleEvaluationContext):
     decision = aggregates_refresh(last_input_change, last_refresh)
     if not decision.run:
         return dg.SkipReason(decision.reason)
-    return dg.RunRequest(run_key=f"aggregates-after-{last_input_change}",
-                         tags={"refresh_assets/why": decision.reason})
+    in_flight = context.instance.get_run_records(
+        dg.RunsFilter(job_name=forecast_aggregates_job.name, statuses=IN_FLIGHT), limit=1)
+    if in_flight:
+        return dg.SkipReason(f"a refresh of the aggregates is under way "
+                             f"(run {in_flight[0].dagster_run.run_id})")
+    # No run key: a refresh that failed is asked for again at the next tick.
+    return dg.RunRequest(tags={"refresh_assets/why": decision.reason})
 
 
 def _snapshot_cron() -> str:
+    # A schedule's cron is part of its definition, so it is read when the code location
+    # loads (a new value needs a reload); a bad value stops the load with its SettingsError.
     settings = load_settings()
     return f"{settings.snapshot_minute_utc} {settings.snapshot_hour_utc} * * *"
 

@@ -64,8 +64,20 @@ def test_the_aggregates_schedule_refreshes_only_after_an_upstream_change(defs, i
     assert defs.resolve_schedule_def(name).job_name == "refresh_forecast_aggregates"
     assert request.tags["refresh_assets/why"] == "the aggregates have never been built"
     assert request.tags["dagster/schedule_name"] == name
-    # The same state gives the same run key: the daemon launches it once.
-    assert evaluate(defs, instance, name).run_requests[0].run_key == request.run_key
+    # No run key: while a refresh of the aggregates is under way the schedule waits for it;
+    # once it is over (a failure included), the next tick asks again.
+    assert request.run_key is None
+    run = dg.DagsterRun(job_name="refresh_forecast_aggregates", run_id="aggregates-in-flight",
+                        status=dg.DagsterRunStatus.STARTED)
+    instance.add_run(run)
+    waiting = evaluate(defs, instance, name)
+    assert waiting.run_requests == []
+    assert waiting.skip_message == (
+        "a refresh of the aggregates is under way (run aggregates-in-flight)")
+    instance.handle_run_event(run.run_id, dg.DagsterEvent(
+        event_type_value=dg.DagsterEventType.RUN_FAILURE.value, job_name=run.job_name,
+        message="failed"))
+    assert len(evaluate(defs, instance, name).run_requests) == 1
 
     # Two of the three aggregates refreshed: the oldest (never built) still decides.
     for key in AGGREGATES[:2]:
@@ -80,12 +92,11 @@ def test_the_aggregates_schedule_refreshes_only_after_an_upstream_change(defs, i
     assert fresh.run_requests == []
     assert fresh.skip_message.startswith("nothing upstream changed since the aggregates' refresh at ")
 
-    # A later projection: refreshed again, under a new run key.
+    # A later projection: refreshed again.
     materialize(instance, PROJECTIONS, partition="fresno")
     again = evaluate(defs, instance, name)
     [second] = again.run_requests
     assert second.tags["refresh_assets/why"].startswith("upstream changed at ")
-    assert second.run_key != request.run_key
 
     # Refreshed once more; then an upstream asset of another aggregate (the scores that
     # risk_level_aggregates reads) triggers it too.

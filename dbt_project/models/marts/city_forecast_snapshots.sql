@@ -1,16 +1,22 @@
 {#- One day's copy of marts.city_forecast, kept for backtests. Built by the daily-partitioned
-    Dagster asset, which passes the day as the var `snapshot_date`: delete+insert on that key
-    replaces exactly that day's rows, so re-running a day leaves one copy. The post-hook
+    Dagster asset, which passes the day as the var `snapshot_date`. The pre-hook deletes
+    that day and the day's rows are appended, in one transaction, so re-running a day
+    replaces exactly that day (even with an empty forecast, which delete+insert would not
+    clear) and the delete reads the day through the primary key (dbt's delete+insert
+    scanned the whole table: 4.3 million rows at 30 days of 4,770 cities). The post-hook
     applies the retention (var `snapshot_retention_days`, from
     FORECAST_SNAPSHOT_RETENTION_DAYS, default 730 days before today, UTC). Never rebuilt
     from scratch: a --full-refresh would drop the history. -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key=['snapshot_date'],
+        incremental_strategy='append',
         full_refresh=false,
         on_schema_change='append_new_columns',
+        pre_hook=[
+            "{% if is_incremental() %}delete from {{ this }}"
+            ~ " where snapshot_date = {{ snapshot_date() }}{% endif %}"
+        ],
         post_hook=[
             "delete from {{ this }} where snapshot_date < "
             ~ "(now() at time zone 'utc')::date - {{ snapshot_retention_days() }}"
