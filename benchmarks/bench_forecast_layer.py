@@ -65,7 +65,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -77,6 +76,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the code measured is the checkout this file is in
+from benchmarks.common import free_port, git_state  # noqa: E402
+
 WORK = REPO / "benchmarks" / ".work"
 VENV_BIN = Path(sys.executable).parent
 DBT_PROJECT = REPO / "dbt_project"
@@ -121,23 +122,6 @@ with years as (
 )
 select * from final where city = %s
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def git_state() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    if Path(git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != REPO:
-        return f"{REPO} (not a git checkout)"
-    dirty = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    return git("rev-parse", "--short", "HEAD") + (
-        f" + {len(dirty)} uncommitted change(s)" if dirty else " (clean)")
 
 
 def median(values: list[float]) -> float:
@@ -728,7 +712,7 @@ def main() -> None:
     from refresh_assets.settings import DATA_DIR, PROJECT_DIR
 
     options = {k: v for k, v in vars(args).items() if k not in ("json", "from_json")}
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(),
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(REPO),
             "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
             "load_start": [round(x, 2) for x in os.getloadavg()],
             "options": {k: str(v) for k, v in options.items()}}

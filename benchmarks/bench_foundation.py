@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,9 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.common import free_port  # noqa: E402
+
 WORK = REPO / "benchmarks" / ".work"
 
 INPROCESS = """
@@ -52,11 +54,6 @@ for _ in range(int(sys.argv[1])):
 print(json.dumps({"load": loaded, "runs": runs}))
 """
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

@@ -50,7 +50,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,28 +63,13 @@ REPO = Path(__file__).resolve().parents[1]
 # project in editable mode from elsewhere: REPO goes first on the import path, here and in
 # every subprocess (PYTHONPATH).
 sys.path.insert(0, str(REPO))
+from benchmarks.common import free_port, git_state  # noqa: E402
+
 WORK = REPO / "benchmarks" / ".work"
 VENV_BIN = Path(sys.executable).parent
 BATCH_VARIABLE = "DAGSTER_EVENT_BATCH_SIZE"
 CITY = "vallejo"
 progress = sys.stdout  # where the inner part reports progress
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def git_state() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    if Path(git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() != REPO:
-        return f"{REPO} (not a git checkout)"
-    dirty = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()]
-    return f"{git('rev-parse', '--short', 'HEAD')}" + (
-        f" + {len(dirty)} uncommitted change(s)" if dirty else " (clean)")
 
 
 # --------------------------------------------------------------------------------------
@@ -371,7 +355,7 @@ def main() -> None:
     assert Path(refresh_assets.__file__).resolve().is_relative_to(REPO), refresh_assets.__file__
     batch = os.environ.get(BATCH_VARIABLE)
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(REPO),
         "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         BATCH_VARIABLE: batch,

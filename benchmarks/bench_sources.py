@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.common import free_port, git_state  # noqa: E402
+
 SOURCES = 500
 CHANGED = 5
 NEW_YEAR = 2025  # "FY 2024-25": not in the published data (2017-2020), so "new"
@@ -76,21 +77,6 @@ ROBOTS = (b"# robots.txt for a city website\nUser-agent: *\nDisallow: /admin/\nD
           b"Disallow: /QuickLinks.aspx?*\nDisallow: /Facilities/Search/\nDisallow: /Blog.aspx?*\n"
           b"Disallow: /CivicAlerts.aspx?*\nDisallow: /Faq.aspx?*\nSitemap: /sitemap.xml\n"
           b"Crawl-delay: 0\n")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def git_state() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              check=False).stdout.strip()
-    dirty = git("status", "--porcelain", "--untracked-files=no").splitlines()
-    return git("rev-parse", "--short", "HEAD") + (
-        f" + {len(dirty)} uncommitted change(s)" if dirty else " (clean)")
 
 
 # --------------------------------------------------------------------------------------
@@ -595,7 +581,7 @@ def main() -> None:
     from refresh_assets.settings import DBT_PROJECT_DIR, load_settings
 
     assert Path(refresh_assets.__file__).resolve().is_relative_to(REPO), refresh_assets.__file__
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(),
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": git_state(REPO),
             "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     print(f"{meta['date']}; code {meta['code']}; {meta['machine']}; load "

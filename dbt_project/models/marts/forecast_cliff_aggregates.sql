@@ -21,9 +21,7 @@ counties as (
 final as (
 
     select
-        case when grouping(counties.county) = 1 then 'state' else 'county' end
-            as geography_level,
-        coalesce(counties.county, 'California') as geography,
+        {{ state_and_county_columns('counties.county') }},
         summaries.base_year,
         summaries.scenario,
         count(*)::integer as cities,
@@ -36,10 +34,10 @@ final as (
         sum(summaries.gap_to_close) as total_gap_to_close
     from summaries
     inner join counties on summaries.city_key = counties.city_key
-    group by grouping sets (
-        (summaries.base_year, summaries.scenario),
-        (counties.county, summaries.base_year, summaries.scenario)
-    )
+    group by
+        {{ state_and_county_groups(
+            'counties.county', ['summaries.base_year', 'summaries.scenario']
+        ) }}
 
 )
 

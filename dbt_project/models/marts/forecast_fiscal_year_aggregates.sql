@@ -21,9 +21,7 @@ counties as (
 final as (
 
     select
-        case when grouping(counties.county) = 1 then 'state' else 'county' end
-            as geography_level,
-        coalesce(counties.county, 'California') as geography,
+        {{ state_and_county_columns('counties.county') }},
         forecast.fiscal_year,
         forecast.scenario,
         count(*)::integer as cities,
@@ -41,10 +39,10 @@ final as (
         sum(forecast.fund_balance) as total_fund_balance
     from forecast
     inner join counties on forecast.city_key = counties.city_key
-    group by grouping sets (
-        (forecast.fiscal_year, forecast.scenario),
-        (counties.county, forecast.fiscal_year, forecast.scenario)
-    )
+    group by
+        {{ state_and_county_groups(
+            'counties.county', ['forecast.fiscal_year', 'forecast.scenario']
+        ) }}
 
 )
 

@@ -22,19 +22,17 @@ counties as (
 final as (
 
     select
-        case when grouping(counties.county) = 1 then 'state' else 'county' end
-            as geography_level,
-        coalesce(counties.county, 'California') as geography,
+        {{ state_and_county_columns('counties.county') }},
         scores.fiscal_year,
         scores.overall_risk,
         count(*)::integer as cities,
         avg(scores.overall_points)::double precision as mean_overall_points
     from scores
     inner join counties on scores.city_key = counties.city_key
-    group by grouping sets (
-        (scores.fiscal_year, scores.overall_risk),
-        (counties.county, scores.fiscal_year, scores.overall_risk)
-    )
+    group by
+        {{ state_and_county_groups(
+            'counties.county', ['scores.fiscal_year', 'scores.overall_risk']
+        ) }}
 
 )
 
