@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,25 +40,20 @@ def _prepare_dbt() -> None:
     )
 
 
-def _materialize(selection: str, partition: str | None, failure: str) -> None:
-    """One Dagster run of the selected assets (output kept quiet unless it fails)."""
-    command = [_venv_program("dagster"), "asset", "materialize", "-m", "refresh_assets.definitions",
-               "--select", selection]
-    if partition is not None:
-        command += ["--partition", partition]
-    result = subprocess.run(command, cwd=PROJECT_DIR, check=False, capture_output=True, text=True)
-    if result.returncode != 0:
-        click.echo(result.stdout[-4000:] + result.stderr[-4000:], err=True)
-        raise click.ClickException(f"{failure} (exit {result.returncode}); the run's log is above")
-
-
 def _take_snapshots(days: list[date]) -> None:
+    """One run of the snapshot job per day, as the daily schedule launches it: the day's
+    snapshot, the retention, then the backtest (output kept quiet unless a run fails)."""
     for day in days:
-        _materialize("marts/city_forecast_snapshots", day.isoformat(),
-                     f"the forecast snapshot of {day} failed")
-        click.echo(f"      snapshot of {day} taken")
-    _materialize("marts/forecast_backtest", None, "the backtest failed")
-    click.echo("      marts.forecast_backtest rebuilt from the snapshots kept")
+        command = [_venv_program("dagster"), "job", "execute", "-m", "refresh_assets.definitions",
+                   "-j", "forecast_snapshot", "--tags",
+                   json.dumps({"dagster/partition": day.isoformat()})]
+        result = subprocess.run(command, cwd=PROJECT_DIR, check=False, capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            click.echo(result.stdout[-4000:] + result.stderr[-4000:], err=True)
+            raise click.ClickException(f"the forecast snapshot of {day} failed "
+                                       f"(exit {result.returncode}); the run's log is above")
+        click.echo(f"      snapshot of {day} taken; marts.forecast_backtest rebuilt")
 
 
 def _ready_environment() -> Settings:
@@ -131,7 +127,7 @@ def demo(verbose: bool) -> None:
         _prepare_dbt()
     with step(3, 5, f"materialize every asset (job {MAIN_JOB})"):
         summary = run_main_job(settings, ready.address, verbose)
-    with step(4, 5, "forecast snapshots of yesterday and today (UTC), then the backtest"):
+    with step(4, 5, "forecast snapshots of yesterday and today (UTC), with the backtest"):
         today = _utc_today()
         _take_snapshots([today - timedelta(days=1), today])
     with step(5, 5, "summary"):

@@ -21,6 +21,9 @@ from refresh_assets.defs.dbt_project import dbt_project
 from refresh_assets.settings import load_settings
 
 SNAPSHOT_MODEL = "city_forecast_snapshots"
+# Built after each snapshot, in the snapshot's job: the snapshots table it reads exists
+# only once a first snapshot was taken.
+BACKTEST_MODEL = "forecast_backtest"
 # Snapshot days are UTC days; the newest is today's (end_offset=1), so a snapshot can be
 # taken by hand before the day is over. The schedule takes the day that just ended.
 forecast_snapshot_days = dg.DailyPartitionsDefinition(
@@ -36,8 +39,9 @@ class RefreshDbtTranslator(DagsterDbtTranslator):
     """Keys are `[schema, name]`, as the tables are named in the warehouse (`marts/city_fiscal_years`);
     sources keep `[source, table]` so `raw/...` meets the Python asset that writes it.
     Models are grouped by their schema. Views and tables are rebuilt by declarative
-    automation; the materialized views (aggregates) and the daily snapshots by their
-    schedules (defs/schedules.py), so those have no automation condition."""
+    automation; the materialized views (aggregates), the daily snapshots and the backtest
+    over them by their schedules (defs/schedules.py), so those have no automation
+    condition."""
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
@@ -53,7 +57,7 @@ class RefreshDbtTranslator(DagsterDbtTranslator):
         self, dbt_resource_props: Mapping[str, Any]
     ) -> dg.AutomationCondition | None:
         scheduled = (dbt_resource_props.get("config", {}).get("materialized") == "materialized_view"
-                     or dbt_resource_props["name"] == SNAPSHOT_MODEL)
+                     or dbt_resource_props["name"] in (SNAPSHOT_MODEL, BACKTEST_MODEL))
         if scheduled:
             return None
         # Rebuild after any upstream update (a city's refresh), but never on data whose

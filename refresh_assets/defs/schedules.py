@@ -3,7 +3,7 @@ changed, and the daily forecast snapshot (with its retention) at 03:10 UTC by de
 
 import dagster as dg
 
-from refresh_assets.defs.dbt import SNAPSHOT_MODEL, forecast_snapshot_models
+from refresh_assets.defs.dbt import BACKTEST_MODEL, SNAPSHOT_MODEL, forecast_snapshot_models
 from refresh_assets.lib.schedule_decisions import aggregates_refresh, snapshot_day
 from refresh_assets.settings import load_settings
 
@@ -20,12 +20,15 @@ forecast_aggregates_job = dg.define_asset_job(
     description="Refresh the aggregate materialized views (concurrently: readers never wait).",
 )
 
+BACKTEST = dg.AssetKey(["marts", BACKTEST_MODEL])
+
 forecast_snapshot_job = dg.define_asset_job(
     name="forecast_snapshot",
-    selection=dg.AssetSelection.assets(forecast_snapshot_models),
+    selection=dg.AssetSelection.assets(forecast_snapshot_models, BACKTEST),
     partitions_def=forecast_snapshot_models.partitions_def,
-    description=f"Snapshot marts.city_forecast into marts.{SNAPSHOT_MODEL} for one day, then "
-                "delete the days older than FORECAST_SNAPSHOT_RETENTION_DAYS.",
+    description=f"Snapshot marts.city_forecast into marts.{SNAPSHOT_MODEL} for one day, "
+                "delete the days older than FORECAST_SNAPSHOT_RETENTION_DAYS, then rebuild "
+                f"marts.{BACKTEST_MODEL} over the days kept.",
 )
 
 

@@ -82,8 +82,14 @@ def test_forecast_layer_schedules_snapshots_and_aggregates(defs):
     assert daily.cron_schedule == "10 3 * * *" and daily.execution_timezone == "UTC"
     for schedule in (aggregates, daily):
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    # The main job leaves the daily partitions to their own job.
-    assert snapshots.key not in defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys
+    # The main job leaves the daily partitions to their own job, which rebuilds the backtest
+    # over them (on a new warehouse the snapshots table exists only after a first snapshot).
+    backtest = dg.AssetKey(["marts", "forecast_backtest"])
+    main = defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys
+    assert snapshots.key not in main and backtest not in main
+    assert defs.resolve_job_def("forecast_snapshot").asset_layer.executable_asset_keys == {
+        snapshots.key, backtest}
+    assert graph.get(backtest).automation_condition is None
 
 
 def test_jobs_and_the_sensors(defs):
