@@ -218,9 +218,8 @@ def test_a_day_snapshotted_twice_keeps_one_identical_copy_and_other_days_stay(
 # b. Retention deletes exactly the days beyond it; bad vars fail and lose nothing.
 
 def store_one_projected_city(address) -> None:
-    """marts.city_forecast with at least one city, whatever the other tests left: a day's
-    snapshot then has rows, and its delete+insert replaces the day's stored rows (an empty
-    snapshot would delete nothing)."""
+    """marts.city_forecast with at least one city, whatever the other tests left, so a day's
+    snapshot has rows to compare."""
     store_projections(address, "forecast-test-run-projected",
                       projection_frames("Forecast Test Projected", 2024, 100.0, 90.0, 10.0))
 
@@ -279,8 +278,8 @@ def test_a_bad_snapshot_var_fails_the_build_naming_it_and_loses_nothing(
     store_one_projected_city(address)
     today = utc_today(address)
     city_key, city = PREFIX + "bad-vars", "Forecast Test Bad Vars"
-    # Rows of an old day (a retention of 1 would delete it) and of today (a delete+insert of
-    # today would replace it: this city has no projection).
+    # Rows of an old day (a retention of 1 would delete it) and of today (re-taking today
+    # would replace it: this city has no projection).
     insert_snapshot_rows(address, [
         {"snapshot_date": d, "city_key": city_key, "city": city, "fiscal_year": 2025}
         for d in (today - timedelta(days=400), today)])
