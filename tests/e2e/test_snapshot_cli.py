@@ -2,18 +2,13 @@
 through dbt (the day passed as a var), a second take of the day replaces it, and the
 backtest is rebuilt after it."""
 
-import os
-import subprocess
-
 import dagster as dg
-import pandas as pd
 import psycopg2
 import pytest
 
-from refresh_assets.lib.analytics_store import append_projections
 from refresh_assets.lib.database import warehouse_connection
-from refresh_assets.settings import DBT_PROJECT_DIR
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import run_cli
+from tests.forecast_fixtures import dbt_build, projection_frames, store_projections
 
 pytestmark = pytest.mark.e2e
 
@@ -23,21 +18,10 @@ DAY = "2026-03-02"  # a day no other test snapshots, well inside the retention
 
 
 def store_projection(address, fund_balance: float) -> None:
-    """One projection run of the test city (one year, three scenarios)."""
-    yearly = pd.DataFrame([
-        {"city": CITY, "scenario": scenario, "base_year": 2020, "k": 1, "fiscal_year": 2021,
-         "revenue": 100.0 + step, "expenditures": 100.0 - step, "pension_expenditures": 0.0,
-         "fund_balance": fund_balance + 2 * step}
-        for scenario, step in (("pessimistic", -1.0), ("base", 0.0), ("optimistic", 1.0))])
-    summary = yearly.rename(columns={"fund_balance": "fund_balance_year_10"}).assign(
-        revenue_base=100.0, expenditures_base=100.0, fund_balance_base=fund_balance,
-        below_zero_at_base=False, cliff_year=None, reserve_breach_year=None, severity="none",
-        gap_to_close=0.0, gap_share_of_expenditures=None, gap_share_of_revenue=None,
-        g_city=None, n_rates=0, m_t0=None, g=None, s=0.01, phi=1.0, pension_base=0.0,
-        pension_schedule_source="fallback_5pct", anchor=0.0, methodology_version="v1.1",
-        entry_version=None)
-    with warehouse_connection(address) as conn:
-        append_projections(conn, f"snapshot-cli-{fund_balance}", yearly, summary)
+    """One projection run of the test city: one year, fund balance 2 below and above the
+    base in the pessimistic and optimistic scenarios."""
+    store_projections(address, f"snapshot-cli-{fund_balance}",
+                      projection_frames(CITY, 2020, 100.0, 100.0, fund_balance, years=1))
 
 
 def day_rows(address) -> list[tuple]:
@@ -61,11 +45,7 @@ def test_city(warehouse, dbt_manifest, tmp_path):
                 cur.execute("delete from marts.city_forecast_snapshots where city_key = %s",
                             (KEY,))
 
-    subprocess.run([str(VENV_BIN / "dbt"), "build", "--select", "+city_forecast",
-                    "stg_analytics__validated_fiscal_data",
-                    "--exclude-resource-type", "unit_test", "--project-dir", str(DBT_PROJECT_DIR),
-                    "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path)],
-                   env=os.environ.copy(), check=True, capture_output=True, timeout=900)
+    dbt_build(tmp_path, "+city_forecast", "stg_analytics__validated_fiscal_data")
     yield
     remove()
 
