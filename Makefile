@@ -29,13 +29,18 @@ ui: install
 test: install test-deps
 	$(BIN)/python -m pytest
 
-# The change report is rendered in headless Chromium by a test; install it where we can.
+# System packages the tests drive: Chromium (the change report and the browser tests) and
+# Prometheus (the metrics scrape and `promtool check rules`). Installed with apt where we can.
 test-deps:
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	@missing=""; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "[test-deps] installing Chromium (apt)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "[test-deps] Chromium is missing: install it (Debian: apt-get install chromium)"; fi; }
+	    echo "[test-deps] installing$$missing (apt)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "[test-deps] missing:$$missing; install them (Debian: apt-get install$$missing)"; fi; \
+	fi
 
 lint: install
 	$(BIN)/ruff check refresh_assets tests benchmarks
