@@ -22,12 +22,17 @@ Variables a user sets:
     FORECAST_SNAPSHOT_RETENTION_DAYS   days of daily forecast snapshots kept; default 730.
     FORECAST_SNAPSHOT_CRON_HOUR_UTC    hour (0-23, UTC) of the daily snapshot; default 3.
     FORECAST_SNAPSHOT_CRON_MINUTE_UTC  its minute (0-59); default 10.
+    REFRESH_EXPORTS_DIR    where per-city exports are written; default `<home>/exports`.
+    ACFR_FISCAL_YEAR_END_MONTH  month (1-12) the cities' fiscal year ends; default 6 (June).
+    ACFR_DUE_MONTHS        months after fiscal year end an ACFR is due; default 9 (31 March).
+    CALPERS_VALUATION_DUE_MONTHS  months after its valuation date a CalPERS valuation is
+                           due; default 12.
 
 Variables the CLI exports for Dagster, dbt and their subprocesses (see
 `database_environment`): REFRESH_DB_HOST, REFRESH_DB_PORT, REFRESH_DB_USER,
 REFRESH_DB_PASSWORD, REFRESH_DB_WAREHOUSE, REFRESH_DB_DAGSTER, and
 DAGSTER_HOME / REFRESH_DAGSTER_STORAGE for the instance, REFRESH_ENTRIES_DIR,
-REFRESH_REPORTS_DIR, REFRESH_SOURCES_FILE, REFRESH_DOCUMENTS_DIR.
+REFRESH_REPORTS_DIR, REFRESH_SOURCES_FILE, REFRESH_DOCUMENTS_DIR, REFRESH_EXPORTS_DIR.
 """
 
 from __future__ import annotations
@@ -62,9 +67,13 @@ class Settings:
     reports_dir: Path
     sources_file: Path
     documents_dir: Path
+    exports_dir: Path
     snapshot_retention_days: int = 730
     snapshot_hour_utc: int = 3
     snapshot_minute_utc: int = 10
+    fiscal_year_end_month: int = 6
+    acfr_due_months: int = 9
+    calpers_due_months: int = 12
 
     @property
     def embedded(self) -> bool:
@@ -117,8 +126,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         reports_dir=Path(env.get("REFRESH_REPORTS_DIR") or home / "reports").resolve(),
         sources_file=Path(env.get("REFRESH_SOURCES_FILE") or PROJECT_DIR / "sources.yaml").resolve(),
         documents_dir=Path(env.get("REFRESH_DOCUMENTS_DIR") or home / "documents").resolve(),
+        exports_dir=Path(env.get("REFRESH_EXPORTS_DIR") or home / "exports").resolve(),
         snapshot_retention_days=_whole_number(env, "FORECAST_SNAPSHOT_RETENTION_DAYS", 730,
                                               1, 100_000),
         snapshot_hour_utc=_whole_number(env, "FORECAST_SNAPSHOT_CRON_HOUR_UTC", 3, 0, 23),
         snapshot_minute_utc=_whole_number(env, "FORECAST_SNAPSHOT_CRON_MINUTE_UTC", 10, 0, 59),
+        fiscal_year_end_month=_whole_number(env, "ACFR_FISCAL_YEAR_END_MONTH", 6, 1, 12),
+        acfr_due_months=_whole_number(env, "ACFR_DUE_MONTHS", 9, 1, 36),
+        calpers_due_months=_whole_number(env, "CALPERS_VALUATION_DUE_MONTHS", 12, 1, 36),
     )

@@ -104,6 +104,11 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         "REFRESH_REPORTS_DIR": str(settings.reports_dir),
         "REFRESH_SOURCES_FILE": str(settings.sources_file),
         "REFRESH_DOCUMENTS_DIR": str(settings.documents_dir),
+        "REFRESH_EXPORTS_DIR": str(settings.exports_dir),
+        # The filing deadlines, validated above, for dbt's filing_status model (env_var).
+        "ACFR_FISCAL_YEAR_END_MONTH": str(settings.fiscal_year_end_month),
+        "ACFR_DUE_MONTHS": str(settings.acfr_due_months),
+        "CALPERS_VALUATION_DUE_MONTHS": str(settings.calpers_due_months),
         # Dagster writes a step's events in batches instead of one insert (and one new
         # connection) per event: a full refresh writes thousands of them.
         "DAGSTER_EVENT_BATCH_SIZE": os.environ.get("DAGSTER_EVENT_BATCH_SIZE", "500"),
