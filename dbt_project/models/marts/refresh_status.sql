@@ -1,7 +1,7 @@
 -- Per city, where its refresh stands: its sources' last check and health, the documents
 -- operators still have to enter, a refresh running now, its last refresh, its latest
--- failure and the reason, the fiscal years it has validated figures for, and its latest
--- score. A view: the ops records it reads change while runs go on.
+-- failure and the reason, the fiscal years it has validated figures for, its filings
+-- (ACFR, CalPERS valuation) and whether one is overdue, and its latest score. A view: the ops records it reads change while runs go on.
 with cities as (
 
     select
@@ -23,6 +23,11 @@ with cities as (
         city_key,
         null as city
     from {{ ref('stg_ops__refresh_runs') }}
+    union
+    select
+        city_key,
+        null as city
+    from {{ ref('filing_status') }}
 
 ),
 
@@ -87,6 +92,26 @@ running as (
 
 ),
 
+filings as (
+
+    select
+        city_key,
+        max(last_received_fiscal_year) filter (where document_type = 'acfr')
+            as acfr_last_fiscal_year,
+        bool_or(is_overdue) filter (where document_type = 'acfr') as acfr_overdue,
+        max(days_overdue) filter (where document_type = 'acfr') as acfr_days_overdue,
+        max(last_received_fiscal_year) filter (where document_type = 'calpers_valuation')
+            as calpers_valuation_last_year,
+        bool_or(is_overdue) filter (where document_type = 'calpers_valuation')
+            as calpers_valuation_overdue,
+        max(days_overdue) filter (where document_type = 'calpers_valuation')
+            as calpers_valuation_days_overdue,
+        count(*) filter (where is_overdue) as filings_overdue
+    from {{ ref('filing_status') }}
+    group by city_key
+
+),
+
 completeness as (
 
     select
@@ -121,6 +146,13 @@ final as (
         max(last_failure.error) as last_failure_reason,
         max(completeness.fiscal_years_validated) as fiscal_years_validated,
         max(completeness.fiscal_years) as fiscal_years,
+        max(filings.acfr_last_fiscal_year) as acfr_last_fiscal_year,
+        coalesce(bool_or(filings.acfr_overdue), false) as acfr_overdue,
+        coalesce(max(filings.acfr_days_overdue), 0) as acfr_days_overdue,
+        max(filings.calpers_valuation_last_year) as calpers_valuation_last_year,
+        coalesce(bool_or(filings.calpers_valuation_overdue), false) as calpers_valuation_overdue,
+        coalesce(max(filings.calpers_valuation_days_overdue), 0) as calpers_valuation_days_overdue,
+        coalesce(max(filings.filings_overdue), 0) as filings_overdue,
         max(health.fiscal_year) as latest_scored_fiscal_year,
         max(health.overall_points) as latest_overall_points,
         max(health.overall_risk) as latest_overall_risk,
@@ -131,6 +163,7 @@ final as (
     left join running using (city_key)
     left join last_refresh using (city_key)
     left join last_failure using (city_key)
+    left join filings using (city_key)
     left join completeness using (city_key)
     left join {{ ref('city_fiscal_health') }} as health using (city_key)
     group by cities.city_key
