@@ -2,6 +2,12 @@
 
 import dagster as dg
 
+from refresh_assets.defs.alerts import (
+    filing_deadlines_job,
+    filing_deadlines_schedule,
+    no_filing_overdue,
+    operator_alerts_sensor,
+)
 from refresh_assets.defs.dbt import forecast_snapshot_models, warehouse_dbt_models
 from refresh_assets.defs.entries import fiscal_entries
 from refresh_assets.defs.jobs import refresh_all_job
@@ -23,10 +29,12 @@ defs = dg.Definitions(
     assets=[fiscal_entries, validated_fiscal_data, risk_scores, statewide_growth_medians,
             projections, change_report, warehouse_dbt_models, forecast_snapshot_models,
             source_documents],
+    asset_checks=[no_filing_overdue],
     jobs=[refresh_all_job, refresh_city_job, source_documents_job, forecast_aggregates_job,
-          forecast_snapshot_job],
-    schedules=[forecast_aggregates_schedule, forecast_snapshot_schedule],
-    sensors=[entry_files_sensor, automation_sensor, refresh_failure_sensor, source_documents_sensor],
+          forecast_snapshot_job, filing_deadlines_job],
+    schedules=[forecast_aggregates_schedule, forecast_snapshot_schedule, filing_deadlines_schedule],
+    sensors=[entry_files_sensor, automation_sensor, refresh_failure_sensor, source_documents_sensor,
+             operator_alerts_sensor],
     resources=build_resources(),
     # One process per run: the steps are short, and a process per step pays Dagster's and
     # dbt's start-up again (seconds each on a 2-core machine).

@@ -16,6 +16,8 @@ Variables a user sets:
     REFRESH_ENTRIES_DIR    folder of operator entry files; default `<project>/entries`.
     REFRESH_REPORTS_DIR    folder of the "what changed" reports; default `<home>/reports`.
     REFRESH_SMTP_*         stakeholder and operator email (see lib/notify.py); off unless set.
+    SLACK_TOKEN            operator alerts also go to Slack (dagster-slack) when set;
+                           SLACK_CHANNEL (default #refresh-assets), SLACK_API_URL (a proxy).
     REFRESH_SOURCES_FILE   the source registry; default `<project>/sources.yaml`.
     REFRESH_DOCUMENTS_DIR  where downloaded source documents are stored (when downloads
                            are enabled in the registry); default `<home>/documents`.
@@ -52,6 +54,8 @@ DAGSTER_DB = "dagster"
 # Stakeholder email (see lib/notify.py); all optional.
 SMTP_VARIABLES = tuple(f"REFRESH_SMTP_{name}" for name in (
     "HOST", "PORT", "SECURITY", "USER", "PASSWORD", "SENDER", "RECIPIENTS", "OPERATORS"))
+# Operator alerts to Slack (see defs/resources.py SlackAlertsResource); all optional.
+SLACK_VARIABLES = ("SLACK_TOKEN", "SLACK_CHANNEL", "SLACK_API_URL")
 
 
 @dataclass(frozen=True)

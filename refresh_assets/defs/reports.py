@@ -6,12 +6,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from refresh_assets.defs.alerts import alert_run_failure
 from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions, run_city_keys
 from refresh_assets.defs.projections import PROJECTIONS
 from refresh_assets.defs.resources import (
     CityLocksResource,
     ReportsResource,
+    SlackAlertsResource,
     SmtpResource,
     WarehouseResource,
 )
@@ -149,24 +151,26 @@ def _email_stakeholders(context: dg.AssetExecutionContext, conn, smtp: SmtpResou
 
 
 @dg.run_failure_sensor(
-    monitored_jobs=None,  # every job of the location: all of them refresh cities
+    monitored_jobs=None,  # every job of the location
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def refresh_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource):
+def refresh_failure_sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource,
+                           smtp: SmtpResource, slack: SlackAlertsResource):
     """Records a failed run: each of its cities that has no outcome yet fails at stage "run"
-    with the run's error (cities already recorded keep their outcome: one per run and city)."""
+    with the run's error (cities already recorded keep their outcome: one per run and city);
+    then alerts operators once (ops.operator_alerts)."""
     run = context.dagster_run
     cities = run_city_keys(run, context.instance)
-    if not cities:
-        return
-    record = context.instance.get_run_record_by_id(run.run_id)
-    duration = (record.end_time - record.start_time) if record and record.start_time \
-        and record.end_time else None
-    names = known_cities()
     with warehouse.connection() as conn:
-        refresh_outcomes.record_failures(conn, run.run_id, refresh_trigger(run.tags), "run",
-                                         pd.DataFrame({
-                                             "city_key": cities,
-                                             "city": [names.get(c, c) for c in cities],
-                                             "duration_seconds": duration,
-                                             "error": context.failure_event.message[:2000]}))
+        if cities:
+            record = context.instance.get_run_record_by_id(run.run_id)
+            duration = (record.end_time - record.start_time) if record and record.start_time \
+                and record.end_time else None
+            names = known_cities()
+            refresh_outcomes.record_failures(conn, run.run_id, refresh_trigger(run.tags), "run",
+                                             pd.DataFrame({
+                                                 "city_key": cities,
+                                                 "city": [names.get(c, c) for c in cities],
+                                                 "duration_seconds": duration,
+                                                 "error": context.failure_event.message[:2000]}))
+        alert_run_failure(context, conn, smtp, slack, cities)

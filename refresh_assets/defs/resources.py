@@ -1,14 +1,15 @@
 """Resources shared by the assets: the warehouse connection, the run's city locks, the
-source files, the source registry, the reports folder, email and the dbt CLI."""
+source files, the source registry, the reports folder, email, Slack and the dbt CLI."""
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 import psycopg2.extensions
 from dagster_dbt import DbtCliResource
+from dagster_slack import SlackResource
 from pydantic import PrivateAttr
 
 from refresh_assets.defs.dbt_project import dbt_project
@@ -90,6 +91,24 @@ class SmtpResource(dg.ConfigurableResource):
                               for name in SmtpResource.model_fields}, operators=operators)
 
 
+class SlackAlertsResource(dg.ConfigurableResource):
+    """Operator alerts to Slack through dagster-slack, when SLACK_TOKEN is set (empty: off)."""
+
+    token: str = ""
+    channel: str = ""
+    api_url: str = ""  # another Web API endpoint: a proxy, or a local server in the tests
+
+    def poster(self) -> Callable[[str], None] | None:
+        """Posts a message to the channel (raises the client's error), or None when off."""
+        if not self.token:
+            return None
+        client = SlackResource(token=self.token).get_client()
+        if self.api_url:
+            client.base_url = self.api_url.rstrip("/") + "/"
+        channel = self.channel or "#refresh-assets"
+        return lambda text: client.chat_postMessage(channel=channel, text=text)
+
+
 class SourceFilesResource(dg.ConfigurableResource):
     """Where the figures come from: operator entry files and the published bulk data set."""
 
@@ -134,6 +153,9 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "city_locks": CityLocksResource(warehouse=warehouse),
         "smtp": SmtpResource(**{name: dg.EnvVar(f"REFRESH_SMTP_{name.upper()}")
                                 for name in SmtpResource.model_fields}),
+        "slack": SlackAlertsResource(token=dg.EnvVar("SLACK_TOKEN"),
+                                     channel=dg.EnvVar("SLACK_CHANNEL"),
+                                     api_url=dg.EnvVar("SLACK_API_URL")),
         "source_files": SourceFilesResource(entries_dir=dg.EnvVar("REFRESH_ENTRIES_DIR")),
         "reports": ReportsResource(reports_dir=dg.EnvVar("REFRESH_REPORTS_DIR")),
         "source_registry": SourceRegistryResource(sources_file=dg.EnvVar("REFRESH_SOURCES_FILE"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from refresh_assets.lib.database import DatabaseUnavailable, ServerAddress, Unreachable, bootstrap
 from refresh_assets.lib.embedded_postgres import EmbeddedPostgres
-from refresh_assets.settings import PROJECT_DIR, SMTP_VARIABLES, Settings
+from refresh_assets.settings import PROJECT_DIR, SLACK_VARIABLES, SMTP_VARIABLES, Settings
 
 
 def embedded_server(settings: Settings) -> EmbeddedPostgres:
@@ -118,9 +118,9 @@ def runtime_environment(settings: Settings, address: ServerAddress) -> dict[str,
         # the UI; ops.refresh_operations records each city's failure all the same.
         "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": os.environ.get(
             "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true"),
-        # The SMTP resource reads these through EnvVar, which refuses an unset variable:
+        # The SMTP and Slack resources read these through EnvVar, which refuses an unset variable:
         # unset means "no email", so pass them on as empty strings.
-        **{name: os.environ.get(name, "") for name in SMTP_VARIABLES},
+        **{name: os.environ.get(name, "") for name in (*SMTP_VARIABLES, *SLACK_VARIABLES)},
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
