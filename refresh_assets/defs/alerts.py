@@ -4,7 +4,6 @@ check `no_filing_overdue` on marts.filing_status with its daily schedule."""
 from datetime import UTC, datetime
 
 import dagster as dg
-import pandas as pd
 
 from refresh_assets.defs.resources import SlackAlertsResource, SmtpResource, WarehouseResource
 from refresh_assets.lib import alerts
@@ -51,19 +50,27 @@ def operator_alerts_sensor(context: dg.SensorEvaluationContext, warehouse: Wareh
                            smtp: SmtpResource, slack: SlackAlertsResource):
     with warehouse.connection() as conn:
         events = alerts.city_failure_alerts(conn, datetime.now(UTC)) + alerts.breaker_alerts(conn)
-        overdue = alerts.overdue_alerts(conn)
+        overdue = alerts.overdue_filings(conn)
         if overdue is None:
             context.log.info("marts.filing_status is not built yet; overdue filings are "
                              "alerted once dbt has built it")
-        outcome = send_alerts(context.log, conn, smtp, slack, events + (overdue or []))
+        else:
+            events += alerts.overdue_alerts(overdue)
+        outcome = send_alerts(context.log, conn, smtp, slack, events)
     return dg.SkipReason(outcome)
 
 
 def alert_run_failure(context: dg.RunFailureSensorContext, conn, smtp: SmtpResource,
                       slack: SlackAlertsResource, cities: list[str]) -> None:
     run = context.dagster_run
-    event = alerts.run_failure_alert(run.run_id, run.job_name, cities,
-                                     context.failure_event.message or "the run failed")
+    steps = []
+    for failure in context.get_step_failure_events():
+        error = failure.step_failure_data.error if failure.step_failure_data else None
+        while error is not None and error.cause is not None:  # the user's error, not the wrapper's
+            error = error.cause
+        steps.append(f"{failure.step_key}: {error.message.strip() if error else 'failed'}")
+    message = "\n".join([context.failure_event.message or "the run failed", *steps])
+    event = alerts.run_failure_alert(run.run_id, run.job_name, cities, message)
     context.log.info(send_alerts(context.log, conn, smtp, slack, [event]))
 
 
@@ -78,11 +85,10 @@ def alert_run_failure(context: dg.RunFailureSensorContext, conn, smtp: SmtpResou
 )
 def no_filing_overdue(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.connection() as conn:
-        overdue = pd.read_sql(
-            """select city, city_key, document_type, last_received_fiscal_year,
-                      expected_fiscal_year, next_due_date, days_overdue, filings_missing
-               from marts.filing_status where is_overdue
-               order by days_overdue desc, city_key""", conn)
+        overdue = alerts.overdue_filings(conn)
+    if overdue is None:
+        raise dg.Failure("marts.filing_status does not exist: build the dbt models first "
+                         "(refresh-assets materialize)")
     settings = load_settings()
     counts = overdue["document_type"].value_counts()
     return dg.AssetCheckResult(

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
 from psycopg2.extras import execute_values
 
 from refresh_assets.lib.notify import EmailError, SmtpSettings, send_html
@@ -95,27 +96,33 @@ def breaker_alerts(conn) -> list[Alert]:
             for source_id, city_key, url, failures, until, openings, error in rows]
 
 
-def overdue_alerts(conn) -> list[Alert] | None:
-    """Filings overdue now (marts.filing_status); one event per city, document type and
-    latest year due, so the next year's deadline passing is a new event. None when the
-    mart is not built yet."""
+def overdue_filings(conn) -> pd.DataFrame | None:
+    """Filings overdue now, most overdue first (marts.filing_status); None when the mart is
+    not built yet."""
     with conn.cursor() as cur:
         cur.execute("select to_regclass('marts.filing_status') is not null")
         if not cur.fetchone()[0]:
             return None
         cur.execute(
-            """select city_key, coalesce(city, city_key), document_type,
+            """select city_key, coalesce(city, city_key) as city, document_type,
                       last_received_fiscal_year, expected_fiscal_year, next_due_date,
                       days_overdue, filings_missing
                from marts.filing_status where is_overdue
                order by days_overdue desc, city_key""")
-        rows = cur.fetchall()
-    return [Alert(key=f"{FILING_OVERDUE}:{city_key}:{doc}:{expected}", kind=FILING_OVERDUE,
-                  summary=f"{city}: {DOCUMENT_NAMES.get(doc, doc)} {last + 1} due {due:%Y-%m-%d}, "
-                          f"{days} days overdue"
-                          + (f" ({missing} missing)" if missing > 1 else ""),
-                  city_key=city_key)
-            for city_key, city, doc, last, expected, due, days, missing in rows]
+        return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def overdue_alerts(overdue: pd.DataFrame) -> list[Alert]:
+    """One event per city, document type and latest year due, so the next year's deadline
+    passing is a new event."""
+    return [Alert(key=f"{FILING_OVERDUE}:{r.city_key}:{r.document_type}:{r.expected_fiscal_year}",
+                  kind=FILING_OVERDUE,
+                  summary=f"{r.city}: {DOCUMENT_NAMES.get(r.document_type, r.document_type)} "
+                          f"{r.last_received_fiscal_year + 1} due {r.next_due_date:%Y-%m-%d}, "
+                          f"{r.days_overdue} days overdue"
+                          + (f" ({r.filings_missing} missing)" if r.filings_missing > 1 else ""),
+                  city_key=r.city_key)
+            for r in overdue.itertuples()]
 
 
 def claim(conn, alerts: Iterable[Alert]) -> list[Alert]:

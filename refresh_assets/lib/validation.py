@@ -185,7 +185,7 @@ def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> li
             message = (
                 "restates FY" + (rows["fiscal_year"] - lag).astype(int).astype(str)
                 + f" {name}: entry v" + rows["entry_version_earlier"].astype(str)
-                + " reported " + original[restated].map(_format_value)
+                + " reported " + original[restated].map(_format_value).astype(str)
                 + "; both are kept, the later report is used"
             )
             found.append(_issues(rows, reported_columns[lag - 1], "restatement", INFO, message))

@@ -22,7 +22,6 @@ import dagster as dg
 import pytest
 import requests
 import yaml
-from aiosmtpd.controller import Controller
 
 from refresh_assets.lib.run_tags import CITY, TRIGGER
 from refresh_assets.settings import PROJECT_DIR
@@ -30,11 +29,11 @@ from tests import http_fixtures
 from tests.conftest import VENV_BIN, free_port
 from tests.integration.test_source_documents import (
     REGISTRY,
-    Inbox,
     finance_page,
     ingest_published_rows,
     rows,
 )
+from tests.smtp_fixtures import Inbox, smtp_server
 
 served_site = http_fixtures.served_site
 pytestmark = pytest.mark.e2e
@@ -62,11 +61,8 @@ class Daemon:
 
 @pytest.fixture
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler, port = Inbox(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    controller.stop()
+    with smtp_server() as served:
+        yield served
 
 
 @pytest.fixture

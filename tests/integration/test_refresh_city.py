@@ -12,36 +12,20 @@ import dagster as dg
 import psycopg2
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from refresh_assets.settings import PROJECT_DIR
 from tests.conftest import free_port
+from tests.smtp_fixtures import smtp_server, use_smtp_server
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-class Inbox:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-
 @pytest.fixture
 def inbox(monkeypatch):
-    handler, port = Inbox(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    monkeypatch.setenv("REFRESH_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("REFRESH_SMTP_PORT", str(port))
-    monkeypatch.setenv("REFRESH_SMTP_SECURITY", "none")
-    monkeypatch.setenv("REFRESH_SMTP_SENDER", "refresh@example.org")
-    monkeypatch.setenv("REFRESH_SMTP_RECIPIENTS", "cfo@example.org, council@example.org")
-    yield handler
-    controller.stop()
+    with smtp_server() as (handler, port):
+        use_smtp_server(monkeypatch, port, RECIPIENTS="cfo@example.org, council@example.org")
+        yield handler
 
 
 @pytest.fixture
@@ -127,7 +111,7 @@ def test_a_failed_refresh_is_recorded_with_its_error(city_setup, warehouse):
         sensor_name="refresh_failure_sensor", dagster_instance=instance,
         dagster_run=result.dagster_run,
         dagster_event=result.get_run_failure_event(),
-        resources={"warehouse": defs.resources["warehouse"]},
+        resources={name: defs.resources[name] for name in ("warehouse", "smtp", "slack")},
     ).for_run_failure()
     refresh_failure_sensor(context)
     [(trigger, _, _, _, status, _, error)] = operations(warehouse, result.run_id)

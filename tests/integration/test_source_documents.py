@@ -11,15 +11,12 @@ import json
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.policy import default
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from refresh_assets.lib.database import warehouse_connection
 from refresh_assets.lib.fiscal_inputs import bulk_rows_as_versions, read_fiscal_inputs_csv
@@ -29,7 +26,7 @@ from refresh_assets.lib.sources.registry import load_registry
 from refresh_assets.lib.sources.store import city_documents_to_handle, claim_email
 from refresh_assets.settings import DATA_DIR, PROJECT_DIR
 from tests import http_fixtures
-from tests.conftest import free_port
+from tests.smtp_fixtures import smtp_server, use_smtp_server
 
 served_site = http_fixtures.served_site
 pytestmark = pytest.mark.integration
@@ -174,29 +171,11 @@ def test_a_failed_trial_reopens_the_breaker_for_twice_as_long(warehouse, served_
     assert trial.breaker.open_until - datetime.now(UTC) > timedelta(minutes=115)
 
 
-class Inbox:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self):
-        return [message_from_bytes(e.content, policy=default) for e in self.envelopes]
-
-
 @pytest.fixture
 def inbox(monkeypatch):
-    handler, port = Inbox(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    for name, value in {"HOST": "127.0.0.1", "PORT": str(port), "SECURITY": "none",
-                        "SENDER": "refresh@example.org", "RECIPIENTS": "cfo@example.org",
-                        "OPERATORS": "ops@example.org"}.items():
-        monkeypatch.setenv(f"REFRESH_SMTP_{name}", value)
-    yield handler
-    controller.stop()
+    with smtp_server() as (handler, port):
+        use_smtp_server(monkeypatch, port)
+        yield handler
 
 
 class SourceSensor:
