@@ -337,7 +337,7 @@ def get_json(url: str) -> dict:
         return json.load(response)
 
 
-def wait_for(what: str, probe, processes: list[subprocess.Popen], timeout: float = 90):
+def wait_for(what: str, probe, processes: list[subprocess.Popen], timeout: float = 120):
     """Calls `probe` until it returns something true; fails if a process ended meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
