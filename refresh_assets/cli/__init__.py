@@ -5,7 +5,9 @@ import click
 from refresh_assets.cli.bi import bi
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
+from refresh_assets.cli.exports import export
 from refresh_assets.cli.forecasts import backtest, project
+from refresh_assets.cli.metrics import metrics
 from refresh_assets.cli.ops import ack, notifications
 from refresh_assets.cli.pipeline import dbt, demo, docs, materialize, snapshot, ui
 from refresh_assets.cli.refresh import refresh
@@ -37,3 +39,5 @@ main.add_command(discover)
 main.add_command(check)
 main.add_command(notifications)
 main.add_command(ack)
+main.add_command(export)
+main.add_command(metrics)
