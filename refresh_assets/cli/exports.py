@@ -60,9 +60,10 @@ def export(cities: tuple[str, ...], file_format: str, out: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
 
     click.echo(f"exporting {len(data)} city(ies) as {file_format} into {out / file_format}")
+    console = Console(width=100)
     progress = Progress(TextColumn("  {task.description}"), BarColumn(bar_width=30),
-                        MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(width=100), transient=True)
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                        transient=True, disable=not console.is_terminal)
     with progress:
         task = progress.add_task("cities", total=len(data))
         result = write_exports(data, out, file_format,

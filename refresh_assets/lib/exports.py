@@ -146,6 +146,9 @@ def resolve_cities(requested: Sequence[str], catalog: Mapping[str, str]) -> list
 
 
 def _unknown_city_message(asked: str, catalog: Mapping[str, str]) -> str:
+    if city_key(asked) in known_cities():  # a real city, not refreshed into the marts yet
+        return (f"city {asked!r} has no data in the marts yet: refresh it first "
+                "(`refresh-assets materialize`)")
     by_lower = {name.lower(): key for key, name in catalog.items()}
     near = difflib.get_close_matches(asked.lower(), by_lower, n=3, cutoff=0.6)
     near_keys = list(dict.fromkeys(by_lower[n] for n in near))
@@ -154,9 +157,6 @@ def _unknown_city_message(asked: str, catalog: Mapping[str, str]) -> str:
     if near_keys:
         return (f"unknown city {asked!r}: did you mean "
                 + " or ".join(f"{catalog[k]} ({k})" for k in near_keys) + "?")
-    if city_key(asked) in known_cities():
-        return (f"city {asked!r} has no data in the marts yet: refresh it first "
-                "(`refresh-assets materialize`)")
     return (f"unknown city {asked!r}: give a name or key of marts.refresh_status "
             "(e.g. 'San Luis Obispo' or san-luis-obispo)")
 
@@ -287,7 +287,9 @@ def write_exports(cities: Sequence[CityData], out: Path, file_format: str,
 def _serialise(table: pa.Table, file_format: str) -> bytes:
     buffer = io.BytesIO()
     if file_format == "parquet":
-        pq.write_table(table, buffer)
+        # Without the Arrow schema pyarrow stores beside Parquet's own: it restates the types,
+        # which read back the same, and is a quarter of a city's small file.
+        pq.write_table(table, buffer, store_schema=False)
     else:
         # Null is an empty field, an empty text a quoted "": pyarrow's reader tells them apart.
         pa_csv.write_csv(table, buffer)

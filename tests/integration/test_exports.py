@@ -251,6 +251,9 @@ def test_cities_are_found_by_name_or_key_and_an_unknown_one_is_named_with_close_
                                        "Exports Test Alpha (exports-test-alpha)")
     with pytest.raises(ExportError, match="^unknown city 'Zzyzx': give a name or key"):
         resolve_cities(["Zzyzx"], catalog)
+    # A real city the marts do not have (yet) is told so, not matched to another.
+    with pytest.raises(ExportError, match="^city 'Napa' has no data in the marts yet"):
+        resolve_cities(["Napa"], {CURRENT: NAMES[CURRENT]})
 
 
 def test_the_export_command_end_to_end(marts, tmp_path):
