@@ -15,7 +15,7 @@ import click
 from refresh_assets.cli.common import export_environment, settings_or_exit, step
 from refresh_assets.cli.progress import MAIN_JOB, print_summary, run_main_job
 from refresh_assets.lib.database import MARTS_SCHEMA, forecast_snapshot_days, table_row_counts
-from refresh_assets.lib.embedded_postgres import find_server_binaries
+from refresh_assets.lib.embedded_postgres import find_server_binaries, port_is_free
 from refresh_assets.lib.runtime import ensure_database, server_address
 from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
 
@@ -197,15 +197,35 @@ def snapshot(days: tuple[datetime, ...]) -> None:
                + (f", {kept[0][0]} to {kept[-1][0]}" if kept else ""))
 
 
+OPERATOR_PORT, VIEWER_PORT = 3000, 3001
+
+
 @click.command()
-@click.option("--port", default=3000, show_default=True, help="Port of the UI on 127.0.0.1.")
-def ui(port: int) -> None:
-    """Start the Dagster UI and daemon (sensors, schedules, run queue) on 127.0.0.1."""
+@click.option("--port", type=int, help=f"Port on 127.0.0.1  [default: {OPERATOR_PORT}, "
+                                       f"{VIEWER_PORT} with --viewer]")
+@click.option("--viewer", is_flag=True,
+              help="A read-only webserver for everyone else: no launching, no toggling of "
+                   "sensors and schedules, no daemon (run it beside the operators' UI).")
+def ui(port: int | None, viewer: bool) -> None:
+    """Start the Dagster UI and daemon (sensors, schedules, run queue) on 127.0.0.1, or with
+    --viewer a read-only webserver on a port of its own (docs/ACCESS.md)."""
+    port = port if port is not None else VIEWER_PORT if viewer else OPERATOR_PORT
+    # Checked first: the webserver would say it only in a traceback, after the steps below.
+    if not port_is_free(port):
+        raise click.ClickException(f"port {port} on 127.0.0.1 is in use (another UI?): "
+                                   "stop it or pass --port N")
     with step(1, 2, "database"):
         _ready_environment()
     with step(2, 2, "dbt manifest"):
         _prepare_dbt()
-    click.echo(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it; the database keeps running)")
-    dagster = _venv_program("dagster")
+    where = ["-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"]
+    if viewer:
+        click.echo(f"Dagster UI, read-only: http://127.0.0.1:{port}  (Ctrl-C stops it; the "
+                   "operators' UI and the database keep running)")
+        program, arguments = _venv_program("dagster-webserver"), ["--read-only", *where]
+    else:
+        click.echo(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it; the database keeps "
+                   "running)")
+        program, arguments = _venv_program("dagster"), ["dev", *where]
     os.chdir(PROJECT_DIR)
-    os.execv(dagster, [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)])
+    os.execv(program, [program, *arguments])
