@@ -99,9 +99,7 @@ class CityData:
 @dataclass(frozen=True)
 class ExportedCity:
     city_key: str
-    city: str
     data_status: str
-    folder: Path
     rows: dict[str, int]
     failure_stage: str | None
     failure_reason: str | None
@@ -276,8 +274,7 @@ def write_exports(cities: Sequence[CityData], out: Path, file_format: str,
                     "files": files}
         _replace(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
         result.cities.append(ExportedCity(
-            city.city_key, city.city, city.data_status, folder,
-            {d.name: city.tables[d.name].num_rows for d in DATASETS},
+            city.city_key, city.data_status, {d.name: city.tables[d.name].num_rows for d in DATASETS},
             city.failure_stage, city.failure_reason, city.failed_at))
         if on_city is not None:
             on_city(city.city_key)
