@@ -14,7 +14,13 @@ import click
 
 from refresh_assets.cli.common import export_environment, settings_or_exit, step
 from refresh_assets.cli.progress import MAIN_JOB, print_summary, run_main_job
-from refresh_assets.lib.database import MARTS_SCHEMA, forecast_snapshot_days, table_row_counts
+from refresh_assets.lib.alerts import describe_overdue, overdue_filings
+from refresh_assets.lib.database import (
+    MARTS_SCHEMA,
+    forecast_snapshot_days,
+    table_row_counts,
+    warehouse_connection,
+)
 from refresh_assets.lib.embedded_postgres import find_server_binaries, port_is_free
 from refresh_assets.lib.runtime import ensure_database, server_address
 from refresh_assets.settings import DBT_PROJECT_DIR, PROJECT_DIR, Settings
@@ -136,11 +142,20 @@ def demo(verbose: bool) -> None:
             click.echo(f"      {MARTS_SCHEMA}.{table}: {rows:,} rows")
         example = settings.reports_dir / "vallejo" / "latest.html"
         click.echo(f"      change reports: {settings.reports_dir} (e.g. {example})")
+        click.echo(f"      per-city exports: {settings.exports_dir}")
+        with warehouse_connection(ready.address) as conn:
+            overdue = describe_overdue(overdue_filings(conn))
+        click.echo(f"      filings overdue: {overdue} (marts.filing_status)")
     print_summary(summary, ready.address)
     psql = find_server_binaries(settings.pg_bin) / "psql" if settings.embedded else Path("psql")
     click.echo(
         "\nNext:\n"
         "  make ui                                   Dagster UI with the daemon, http://127.0.0.1:3000\n"
+        "  .venv/bin/refresh-assets ui --viewer      a read-only UI for everyone else, :3001\n"
+        "  make bi                                   the Superset dashboard, http://127.0.0.1:8088\n"
+        "  .venv/bin/refresh-assets metrics serve    /metrics for Prometheus, :9464\n"
+        "  .venv/bin/refresh-assets export --city Vallejo --format csv\n"
+        "                                            one city's files (scores, forecast, status)\n"
         f"  {psql} \"$(.venv/bin/refresh-assets db url)\"\n"
         "                                            query the warehouse (marts.*)\n"
         "  REFRESH_BI_PASSWORD=... .venv/bin/refresh-assets bi grant\n"

@@ -112,6 +112,17 @@ def overdue_filings(conn) -> pd.DataFrame | None:
         return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
+def describe_overdue(overdue: pd.DataFrame | None) -> str:
+    """A line for summaries: e.g. "477 cities' ACFR, 2 cities' CalPERS valuation"."""
+    if overdue is None:
+        return "not known yet (marts.filing_status is not built)"
+    if overdue.empty:
+        return "none"
+    cities = overdue.groupby("document_type")["city_key"].nunique()
+    return ", ".join(f"{n} {'city' if n == 1 else 'cities'}' {DOCUMENT_NAMES.get(kind, kind)}"
+                     for kind, n in cities.items())
+
+
 def overdue_alerts(overdue: pd.DataFrame) -> list[Alert]:
     """One event per city, document type and latest year due, so the next year's deadline
     passing is a new event."""
