@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from refresh_assets.defs.alerts import alert_run_failure
+from refresh_assets.defs.entries import RAW_FISCAL_ENTRIES
 from refresh_assets.defs.outcomes import describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions, run_city_keys
 from refresh_assets.defs.projections import PROJECTIONS
@@ -18,6 +19,7 @@ from refresh_assets.defs.resources import (
     WarehouseResource,
 )
 from refresh_assets.defs.risk import RISK_SCORES
+from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
 from refresh_assets.lib import analytics_store, refresh_outcomes
 from refresh_assets.lib.change_report import (
     compose_email,
@@ -32,6 +34,9 @@ from refresh_assets.lib.notify import EmailError, SmtpSettingsError, send_html
 from refresh_assets.lib.run_tags import refresh_trigger
 
 CHANGE_REPORT = dg.AssetKey(["reports", "change_report"])
+# The assets of a city's refresh, whose failure is the city's (ops.refresh_operations).
+REFRESH_STEPS = frozenset({RAW_FISCAL_ENTRIES, VALIDATED_FISCAL_DATA, RISK_SCORES, PROJECTIONS,
+                           CHANGE_REPORT})
 
 
 @dg.asset(
@@ -160,7 +165,9 @@ def refresh_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Wareh
     with the run's error (cities already recorded keep their outcome: one per run and city);
     then alerts operators once (ops.operator_alerts)."""
     run = context.dagster_run
-    cities = run_city_keys(run, context.instance)
+    # A run that refreshes no city (an export, a dbt rebuild) leaves the cities' outcomes alone.
+    refreshed = run.asset_selection is None or bool(run.asset_selection & REFRESH_STEPS)
+    cities = run_city_keys(run, context.instance) if refreshed else []
     with warehouse.connection() as conn:
         if cities:
             record = context.instance.get_run_record_by_id(run.run_id)
