@@ -53,7 +53,7 @@ final as (
     select
         dated.city_key || ' | ' || dated.document_type as filing_status_id,
         dated.city_key,
-        names.city,
+        city_names.city,
         dated.document_type,
         dated.last_received_fiscal_year,
         dated.received_as,
@@ -68,7 +68,7 @@ final as (
             else 0
         end as days_overdue
     from dated
-    left join {{ ref('int_city_counties') }} as names using (city_key)
+    left join {{ ref('int_city_counties') }} as city_names using (city_key)
 
 )
 

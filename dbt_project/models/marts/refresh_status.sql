@@ -1,7 +1,8 @@
 -- Per city, where its refresh stands: its sources' last check and health, the documents
 -- operators still have to enter, a refresh running now, its last refresh, its latest
 -- failure and the reason, the fiscal years it has validated figures for, its filings
--- (ACFR, CalPERS valuation) and whether one is overdue, and its latest score. A view: the ops records it reads change while runs go on.
+-- (ACFR, CalPERS valuation) and whether one is overdue, and its latest score. A view:
+-- the ops records it reads change while runs go on.
 with cities as (
 
     select
