@@ -1,14 +1,11 @@
 """The Dagster UI (webserver + daemon, as `make ui` starts it) serves the lineage graph."""
 
 import os
-import signal
-import subprocess
-import time
 
 import pytest
-import requests
 
-from tests.conftest import VENV_BIN, free_port, run_cli
+from tests.conftest import run_cli
+from tests.ui_fixtures import graphql, running_ui
 
 pytestmark = pytest.mark.e2e
 
@@ -20,46 +17,12 @@ ASSET_NODES = """
 
 @pytest.fixture(scope="module")
 def ui_url(warehouse, dbt_manifest, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("ui")
-    port = free_port()
-    log = (tmp_path / "ui.log").open("w")
-    # Its own process group, stopped by pid: `dagster dev` ignores signals sent any other way.
-    process = subprocess.Popen(
-        [str(VENV_BIN / "refresh-assets"), "ui", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, (tmp_path / "ui.log").read_text()
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("the UI did not answer within 180 s:\n" + (tmp_path / "ui.log").read_text())
+    with running_ui(tmp_path_factory.mktemp("ui") / "ui.log") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: dagster dev stops its children
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def test_the_ui_shows_python_and_dbt_assets_in_one_graph_with_checks(ui_url):
-    deadline = time.monotonic() + 120
-    while True:  # the code location loads in the background after the server answers
-        answer = requests.post(f"{ui_url}/graphql", json={"query": ASSET_NODES}, timeout=30).json()
-        nodes = {"/".join(n["assetKey"]["path"]): n for n in answer["data"]["assetNodes"]}
-        if nodes or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in graphql(ui_url, ASSET_NODES)["assetNodes"]}
     mart = nodes["marts/city_fiscal_years"]
     staging = nodes["staging/stg_analytics__validated_fiscal_data"]
     validated = nodes["analytics/validated_fiscal_data"]
@@ -96,14 +59,7 @@ SCHEDULES = """
 
 
 def test_the_ui_lists_the_forecast_schedules_running(ui_url):
-    deadline = time.monotonic() + 120
-    while True:  # the code location loads in the background after the server answers
-        answer = requests.post(f"{ui_url}/graphql", json={"query": SCHEDULES}, timeout=30).json()
-        nodes = answer["data"]["repositoriesOrError"].get("nodes") or []
-        if nodes or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    [repository] = nodes
+    [repository] = graphql(ui_url, SCHEDULES)["repositoriesOrError"]["nodes"]
     schedules = {s["name"]: s for s in repository["schedules"]}
     assert schedules["forecast_aggregates_schedule"]["cronSchedule"] == "*/30 * * * *"
     assert schedules["forecast_snapshot_schedule"]["cronSchedule"] == "10 3 * * *"
