@@ -1,6 +1,8 @@
 # make demo   create the venv, start the embedded PostgreSQL, materialize every asset
 # make test   run the test suite (it starts its own throwaway PostgreSQL)
 # make ui     Dagster UI + daemon on http://127.0.0.1:3000
+# make ui-viewer  the read-only UI for everyone else on http://127.0.0.1:3001 (docs/ACCESS.md)
+# make bi     Superset with the fiscal-health dashboard on http://127.0.0.1:8088 (after make demo)
 # make stop   stop the embedded PostgreSQL
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependencies change, so a second `make demo` starts at once.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo ui test test-deps lint stop bench clean
+.PHONY: install demo ui ui-viewer bi test test-deps lint stop bench clean
 
 install: $(INSTALLED)
 
@@ -25,6 +27,12 @@ demo: install
 
 ui: install
 	$(BIN)/refresh-assets ui
+
+ui-viewer: install
+	$(BIN)/refresh-assets ui --viewer
+
+bi: install
+	$(BIN)/refresh-assets bi superset
 
 test: install test-deps
 	$(BIN)/python -m pytest
