@@ -111,12 +111,17 @@ def change_report(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         record_failures(context, conn, "report", errors)
         emailed = _email_stakeholders(context, conn, smtp, written)
 
-    first = written[0] if written else None
+    # Every city's current report, rendered now or kept: the UI leads from here to each one.
+    paths = [(o["city"], o["report_path"]) for o in operations if o.get("report_path")]
     return dg.MaterializeResult(metadata={
         **describe_cities(context, "report", errors, held),
         "reports_written": len(written),
         "reports_unchanged": len(reports_planned) - len(stale),
-        "report_path": dg.MetadataValue.path(str(first[1])) if first else "none",
+        "report_path": dg.MetadataValue.path(paths[0][1]) if paths else "none",
+        "reports": dg.MetadataValue.md(
+            "| city | report |\n|---|---|\n"
+            + "\n".join(f"| {city} | `{path}` |" for city, path in paths[:50])
+            if paths else "none"),
         "reports_folder": dg.MetadataValue.path(str(folder)),
         "summary": dg.MetadataValue.md("\n\n".join(markdown_summary(c) for c, _, _ in written[:20])
                                        or "no report changed"),

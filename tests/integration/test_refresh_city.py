@@ -95,6 +95,13 @@ def test_a_refresh_reports_records_and_emails_what_changed(city_setup, inbox, wa
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 50_000  # a rendered page with tables and a chart
 
+    # Nothing changed since: the report is kept, and the materialization still leads to it.
+    again = refresh(defs, instance)
+    [materialization] = [m for m in again.asset_materializations_for_node("reports__change_report")]
+    assert materialization.metadata["reports_written"].value == 0
+    assert materialization.metadata["report_path"].value == report_path
+    assert f"| Vallejo | `{report_path}` |" in materialization.metadata["reports"].value
+
 
 def test_a_failed_refresh_is_recorded_with_its_error(city_setup, warehouse):
     from refresh_assets.defs.reports import refresh_failure_sensor
