@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,13 +18,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 import yaml
 
 from refresh_assets.lib.run_tags import CITY, TRIGGER
 from refresh_assets.settings import PROJECT_DIR
 from tests import http_fixtures
-from tests.conftest import VENV_BIN, free_port
 from tests.integration.test_source_documents import (
     REGISTRY,
     finance_page,
@@ -34,6 +30,7 @@ from tests.integration.test_source_documents import (
     rows,
 )
 from tests.smtp_fixtures import Inbox, smtp_server
+from tests.ui_fixtures import running_ui
 
 served_site = http_fixtures.served_site
 pytestmark = pytest.mark.e2e
@@ -52,7 +49,6 @@ class Daemon:
     log: Path
     inbox: Inbox
     entries: Path
-    process: subprocess.Popen
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -91,36 +87,9 @@ def daemon(warehouse, dbt_manifest, served_site, inbox, tmp_path) -> Iterator[Da
         "REFRESH_SMTP_RECIPIENTS": "cfo@example.org",
         "REFRESH_SMTP_OPERATORS": "ops@example.org",
     }
-    port = free_port()
     log_path = tmp_path / "ui.log"
-    log = log_path.open("w")
-    # Its own process group, stopped by pid: `dagster dev` ignores signals sent any other way.
-    process = subprocess.Popen(
-        [str(VENV_BIN / "refresh-assets"), "ui", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
-    )
-    running = Daemon(f"http://127.0.0.1:{port}", log_path, handler, entries, process)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert process.poll() is None, "the UI exited" + running.log_tail()
-            try:
-                if requests.get(f"{running.url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("the UI did not answer within 180 s" + running.log_tail())
-        yield running
-    finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: dagster dev stops its children
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+    with running_ui(log_path, env=env) as url:
+        yield Daemon(url, log_path, handler, entries)
 
 
 def wait_for(what: str, probe: Callable[[], object], daemon: Daemon,
@@ -128,7 +97,6 @@ def wait_for(what: str, probe: Callable[[], object], daemon: Daemon,
     """Polls `probe` until it returns something true; fails naming what was seen."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert daemon.process.poll() is None, f"the UI exited while waiting for {what}" + daemon.log_tail()
         value = probe()
         if value:
             return value
