@@ -8,6 +8,7 @@ starts each UI it needs once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,11 +92,13 @@ def running_ui(log: Path, *options: str, env: dict[str, str] | None = None) -> I
             yield url
         finally:
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: dagster dev stops its children
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            # A code server can outlive dagster dev, ignoring SIGINT and SIGTERM (seen here,
+            # orphaned for an hour): whatever is left of the group goes.
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            process.wait()
 
 
 def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> None:
