@@ -64,7 +64,8 @@ class Superset:
             try:
                 if requests.get(f"{self.url}/health", timeout=5).text == "OK":
                     return
-            except requests.ConnectionError:
+            # Not listening yet, or listening while its worker still loads the app.
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             assert time.monotonic() < deadline, (f"Superset did not serve within {timeout_s} s:\n"
                                                  + self.log()[-6000:])
