@@ -246,7 +246,9 @@ def test_a_failed_run_is_alerted_once(filings, monkeypatch):
         raise RuntimeError("the warehouse went away")
 
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([always_fails], instance=instance, raise_on_error=False)
+    # Tagged with a city, as an export run of that city is: not a refresh of it.
+    result = dg.materialize([always_fails], instance=instance, raise_on_error=False,
+                            tags={"dagster/partition": "exportville"})
     with smtp_server() as (inbox, port):
         use_smtp_server(monkeypatch, port)
         for _ in range(2):  # the sensor seeing the run twice (a restart) alerts once
@@ -260,3 +262,5 @@ def test_a_failed_run_is_alerted_once(filings, monkeypatch):
     assert message["Subject"].startswith("[refresh-assets] run failed: __ephemeral_asset_job__")
     assert result.run_id in message.get_body(("plain",)).get_content()
     assert "the warehouse went away" in message.get_body(("plain",)).get_content()
+    assert execute(filings, "select count(*) from ops.refresh_operations where run_id = %s",
+                   (result.run_id,)) == [(0,)]
