@@ -37,6 +37,8 @@ CHANGE_REPORT = dg.AssetKey(["reports", "change_report"])
 # The assets of a city's refresh, whose failure is the city's (ops.refresh_operations).
 REFRESH_STEPS = frozenset({RAW_FISCAL_ENTRIES, VALIDATED_FISCAL_DATA, RISK_SCORES, PROJECTIONS,
                            CHANGE_REPORT})
+# Jobs that refresh cities; a run of a whole job names no asset selection.
+REFRESH_JOBS = frozenset({"refresh_all", "refresh_city"})
 
 
 @dg.asset(
@@ -171,7 +173,7 @@ def refresh_failure_sensor(context: dg.RunFailureSensorContext, warehouse: Wareh
     then alerts operators once (ops.operator_alerts)."""
     run = context.dagster_run
     # A run that refreshes no city (an export, a dbt rebuild) leaves the cities' outcomes alone.
-    refreshed = run.asset_selection is None or bool(run.asset_selection & REFRESH_STEPS)
+    refreshed = run.job_name in REFRESH_JOBS or bool((run.asset_selection or set()) & REFRESH_STEPS)
     cities = run_city_keys(run, context.instance) if refreshed else []
     with warehouse.connection() as conn:
         if cities:
