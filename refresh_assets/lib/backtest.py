@@ -6,15 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from refresh_assets.lib.projections import build_history, projections_for
+from refresh_assets.lib.projection_bands import CALIBRATED, BandParameters
+from refresh_assets.lib.projections import METHODOLOGY_VERSION, build_history, projections_for
 
-MEASURES = {"revenue": "revenue", "expenditures": "expenditures", "fund_balance": "fund_balance"}
+MEASURES = ("revenue", "expenditures", "fund_balance")
+REPLAY_BASE_YEARS = (2018, 2019)  # t0=2018 -> FY2019, FY2020; t0=2019 -> FY2020
 
 
-def replay(entries: pd.DataFrame, calpers: pd.DataFrame, base_year: int) -> pd.DataFrame:
+def replay(entries: pd.DataFrame, calpers: pd.DataFrame, base_year: int,
+           methodology: str = METHODOLOGY_VERSION,
+           parameters: BandParameters = CALIBRATED) -> pd.DataFrame:
     """Forecasts made with data up to `base_year` beside the actuals, one row per city,
     measure and horizon (every city projectable from that base year with the actual)."""
-    yearly, _, _ = projections_for(entries, calpers, up_to_year=base_year)
+    yearly, _, _ = projections_for(entries, calpers, up_to_year=base_year,
+                                   methodology=methodology, parameters=parameters)
     yearly = yearly[yearly["base_year"] == base_year]
     actuals = build_history(entries)  # the latest report of each year, restatements included
     known_at_base = build_history(entries, up_to_year=base_year)
@@ -29,7 +34,8 @@ def replay(entries: pd.DataFrame, calpers: pd.DataFrame, base_year: int) -> pd.D
         paired = paired.dropna(subset=["actual", "base", "persistence"])
         paired["measure"] = measure
         rows.append(paired)
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat(rows, ignore_index=True).assign(base_year=base_year,
+                                                      methodology_version=methodology)
 
 
 def metrics(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -56,3 +62,23 @@ def metrics(pairs: pd.DataFrame) -> pd.DataFrame:
     out["beats_persistence"] = out["wape"] < out["persistence_wape"]
     out.loc[out["measure"] != "fund_balance", "false_cliffs"] = np.nan
     return out
+
+
+def replay_metrics(entries: pd.DataFrame, calpers: pd.DataFrame,
+                   methodology: str = METHODOLOGY_VERSION,
+                   parameters: BandParameters = CALIBRATED,
+                   base_years=REPLAY_BASE_YEARS) -> pd.DataFrame:
+    """metrics() of every replay, one row per base year, measure and target year."""
+    return pd.concat([metrics(replay(entries, calpers, t0, methodology, parameters))
+                      .assign(base_year=t0) for t0 in base_years], ignore_index=True)
+
+
+def fund_balance_band_widths(yearly: pd.DataFrame, summary: pd.DataFrame) -> pd.Series:
+    """Per horizon k: the median across cities of the fund-balance band's half-width,
+    (high - low) / 2, as a share of base-year expenditures."""
+    wide = yearly.pivot_table(index=["city", "k"], columns="scenario", values="fund_balance")
+    half = (wide[["optimistic", "pessimistic"]].max(axis=1)
+            - wide[["optimistic", "pessimistic"]].min(axis=1)) / 2
+    expenditures = summary.drop_duplicates("city").set_index("city")["expenditures_base"]
+    share = half / expenditures.reindex(half.index.get_level_values("city")).to_numpy()
+    return share.groupby(level="k").median()

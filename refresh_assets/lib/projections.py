@@ -1,9 +1,11 @@
-"""Ten-year projections with a fiscal-cliff year (METHODOLOGY.md §2, methodology v1.1).
+"""Ten-year projections with a fiscal-cliff year (METHODOLOGY.md §2, methodologies v1.1
+and v1.2: the same base paths of revenue and expenditures, different scenario bands).
 
 Vectorised over cities: every quantity is an array of cities, or cities x horizon (k = 1..10).
 The steps, each a function a notebook can call:
-  history -> base year per city -> revenue growth per city -> statewide median per base
-  year -> pension factors from the CalPERS schedule -> projection -> results per scenario.
+  history -> base year per city -> revenue growth per city -> statewide priors per base
+  year (median growth; v1.2's variances) -> pension factors from the CalPERS schedule ->
+  base paths -> scenarios (v1.1 or v1.2) -> results per scenario.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from refresh_assets.lib import projection_bands
 from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.isolation import compute_isolated
+from refresh_assets.lib.projection_bands import CALIBRATED, BandParameters
 
-METHODOLOGY_VERSION = "v1.1"
+METHODOLOGIES = ("v1.1", "v1.2")
+METHODOLOGY_VERSION = "v1.2"  # the pipeline's; v1.1 stays runnable beside it
 HORIZON = np.arange(1, 11)
 GROWTH_CLAMP = (-0.05, 0.08)
 MIN_SPREAD, DEFAULT_SPREAD = 0.01, 0.02
@@ -205,16 +210,32 @@ def pension_factors(base: pd.DataFrame, schedules: pd.DataFrame,
     return factors, source
 
 
-def project(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
-            schedules: pd.DataFrame, history: pd.DataFrame,
-            schedule_sources: pd.Series | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The projection of every city in `base`: (yearly rows, one summary row per scenario).
+@dataclass(frozen=True)
+class BasePaths:
+    """The base paths of every city in `cities` (one row each; arrays are cities x k) and
+    the assumptions behind them, shared by both methodologies."""
+
+    cities: pd.DataFrame
+    revenue: np.ndarray
+    spending: np.ndarray
+    pension: np.ndarray
+    balance: np.ndarray  # v1.1's anchored roll-forward of the base scenario
+    assumptions: pd.DataFrame
+
+    def column(self, name: str) -> np.ndarray:
+        return self.cities[name].to_numpy()
+
+
+def base_paths(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
+               schedules: pd.DataFrame, history: pd.DataFrame,
+               schedule_sources: pd.Series | None = None) -> BasePaths:
+    """Revenue, expenditures (pension and the rest) and the anchored fund-balance
+    roll-forward of the base scenario, with their assumptions. `medians`: m(t0) by base year;
     `schedule_sources` names the schedules that are not the 2016 bulk file's (by city)."""
     b = base.merge(growth, on="city", how="left").reset_index(drop=True)
-    m = b["t0"].map(medians).to_numpy()
+    m = b["t0"].map(medians).to_numpy(dtype=float)
     g_city = b["g_city"].to_numpy()
     g = np.where(np.isnan(g_city), m, 0.5 * g_city + 0.5 * m)
-    s = b["s"].fillna(DEFAULT_SPREAD).to_numpy()
     R0, E0, FB0 = (b[c].to_numpy() for c in ("R0", "E0", "FB0"))
     k = HORIZON[None, :]
 
@@ -224,32 +245,124 @@ def project(base: pd.DataFrame, growth: pd.DataFrame, medians: pd.Series,
     Q0 = np.maximum(E0 - P0, 0.0)
     factors, schedule_source = pension_factors(b, schedules, schedule_sources)
     pension = P0[:, None] * np.cumprod(factors, axis=1)
-    base_spending = pension + Q0[:, None] * (1 + OTHER_SPENDING_GROWTH) ** k
+    spending = pension + Q0[:, None] * (1 + OTHER_SPENDING_GROWTH) ** k
+    revenue = R0[:, None] * (1 + g[:, None]) ** k
 
     anchor = 0.5 * _mean_recent_balance_change(history, b)
-    anchor_k = anchor[:, None] * 0.5 ** (k - 1)
-
-    paths = {
-        "base": (R0[:, None] * (1 + g[:, None]) ** k, base_spending),
-        "optimistic": (R0[:, None] * (1 + g[:, None] + s[:, None]) ** k,
-                       base_spending * (1 - s[:, None]) ** k),
-        "pessimistic": (R0[:, None] * (1 + g[:, None] - s[:, None]) ** k,
-                        base_spending * (1 + s[:, None]) ** k),
-    }
-    yearly, summary = [], []
-    margin0 = (R0 - E0)[:, None]
-    for scenario, (revenue, spending) in paths.items():
-        balance = FB0[:, None] + np.cumsum(anchor_k + (revenue - spending) - margin0, axis=1)
-        yearly.append(_yearly_rows(b, scenario, revenue, spending, pension, balance))
-        summary.append(_summary_rows(b, scenario, balance, spending, R0, E0, FB0))
+    balance = _roll_forward(FB0, anchor, R0 - E0, revenue, spending)
     assumptions = pd.DataFrame({
         "city": b["city"], "g_city": g_city, "n_rates": b["n_rates"].fillna(0).astype(int),
-        "m_t0": m, "g": g, "s": s, "phi": phi, "pension_base": P0,
+        "m_t0": m, "g": g, "phi": phi, "pension_base": P0,
         "pension_schedule_source": schedule_source, "anchor": anchor,
-        "methodology_version": METHODOLOGY_VERSION, "entry_version": b["entry_version"],
+        "entry_version": b["entry_version"],
     })
+    return BasePaths(b, revenue, spending, pension, balance, assumptions)
+
+
+def _roll_forward(FB0, anchor, margin0, revenue, spending) -> np.ndarray:
+    """FB(k) = FB(k-1) + a * 0.5^(k-1) + [R(k) - E(k)] - [R0 - E0], from FB(0) = FB0."""
+    anchor_k = anchor[:, None] * 0.5 ** (HORIZON[None, :] - 1)
+    return FB0[:, None] + np.cumsum(anchor_k + (revenue - spending) - margin0[:, None], axis=1)
+
+
+def scenarios_v1_1(paths: BasePaths) -> tuple[dict, pd.DataFrame]:
+    """v1.1: the revenue spread s compounded each year, up for revenue and down for
+    expenditures in the optimistic scenario (the reverse in the pessimistic one), and fund
+    balance rolled forward from each pair. Returns the paths by scenario and the
+    assumptions v1.1 adds."""
+    b, k = paths.cities, HORIZON[None, :]
+    s = b["s"].fillna(DEFAULT_SPREAD).to_numpy()[:, None]
+    g = paths.assumptions["g"].to_numpy()[:, None]
+    R0, E0, FB0 = (paths.column(c) for c in ("R0", "E0", "FB0"))
+    anchor = paths.assumptions["anchor"].to_numpy()
+    scenarios = {"base": (paths.revenue, paths.spending, paths.balance)}
+    for name, sign in (("optimistic", 1), ("pessimistic", -1)):
+        revenue = R0[:, None] * (1 + g + sign * s) ** k
+        spending = paths.spending * (1 - sign * s) ** k
+        scenarios[name] = (revenue, spending,
+                           _roll_forward(FB0, anchor, R0 - E0, revenue, spending))
+    added = pd.DataFrame({"s": s[:, 0], "band_lower_quantile": np.nan,
+                          "band_upper_quantile": np.nan,
+                          **{f"sigma_{m}": np.nan for m in projection_bands.MEASURES}})
+    return scenarios, added
+
+
+def expected_changes(paths: BasePaths, parameters: BandParameters) -> pd.DataFrame:
+    """The change each measure's v1.2 base path expects next year, per city: log growth of
+    revenue and expenditures, fund balance's change as a share of E0."""
+    E0, FB0 = paths.column("E0"), paths.column("FB0")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return pd.DataFrame({
+            "revenue": np.log1p(paths.assumptions["g"].to_numpy()),
+            "expenditures": np.log(paths.spending[:, 0] / E0),
+            "fund_balance": parameters.fund_balance_path_weight
+            * (paths.balance[:, 0] - FB0) / E0,
+        }, index=paths.cities["city"].to_numpy())
+
+
+def scenarios_v1_2(paths: BasePaths, history: pd.DataFrame, priors: pd.DataFrame,
+                   parameters: BandParameters) -> tuple[dict, pd.DataFrame]:
+    """v1.2: fund balance's base path is v1.1's moved part-way back toward persistence
+    (FB0 + λ (FB_v1.1(k) - FB0)); each measure's band is its base path ± z c σ √k, the
+    10th and 90th percentiles (projection_bands). `priors`: the statewide variances by base
+    year."""
+    b = paths.cities
+    t0 = b["t0"]
+    variance_columns = [f"{m}_variance" for m in projection_bands.MEASURES]
+    missing = sorted(set(t0) - set(priors.dropna(subset=variance_columns).index))
+    if missing:
+        raise ValueError(f"no statewide variances for base year(s) {missing}: compute the "
+                         "statewide priors (analytics/statewide_growth_medians) first, from "
+                         "cities with at least two years of each measure")
+    E0, FB0 = paths.column("E0"), paths.column("FB0")
+    found = projection_bands.surprises(projection_bands.yearly_changes(history, b),
+                                       expected_changes(paths, parameters))
+    prior = priors.reindex(t0).set_axis(b["city"].to_numpy())
+    sigma = projection_bands.spreads(found, prior, parameters.prior_strength)
+    width = {m: projection_bands.half_widths(sigma[m].to_numpy(),
+                                             parameters.spread_multiplier[m], HORIZON)
+             for m in projection_bands.MEASURES}
+    balance = FB0[:, None] + parameters.fund_balance_path_weight * (paths.balance - FB0[:, None])
+    fund_width = width["fund_balance"] * E0[:, None]
+    scenarios = {
+        "base": (paths.revenue, paths.spending, balance),
+        "optimistic": (paths.revenue * np.exp(width["revenue"]),
+                       paths.spending * np.exp(-width["expenditures"]), balance + fund_width),
+        "pessimistic": (paths.revenue * np.exp(-width["revenue"]),
+                        paths.spending * np.exp(width["expenditures"]), balance - fund_width),
+    }
+    low, high = projection_bands.BAND_QUANTILES
+    added = pd.DataFrame({"s": np.nan, "band_lower_quantile": low, "band_upper_quantile": high,
+                          **{f"sigma_{m}": sigma[m].to_numpy() for m in projection_bands.MEASURES}},
+                         index=range(len(b)))
+    return scenarios, added
+
+
+def project(base: pd.DataFrame, growth: pd.DataFrame, priors: pd.DataFrame,
+            schedules: pd.DataFrame, history: pd.DataFrame,
+            schedule_sources: pd.Series | None = None,
+            methodology: str = METHODOLOGY_VERSION,
+            parameters: BandParameters = CALIBRATED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The projection of every city in `base`: (yearly rows, one summary row per scenario).
+    `priors`: by base year, m(t0) (`median_growth`) and, for v1.2, the statewide variances.
+    `schedule_sources` names the schedules that are not the 2016 bulk file's (by city)."""
+    if methodology not in METHODOLOGIES:
+        raise ValueError(f"methodology {methodology!r} is not one of {', '.join(METHODOLOGIES)}")
+    paths = base_paths(base, growth, priors["median_growth"], schedules, history,
+                       schedule_sources)
+    b = paths.cities
+    scenarios, added = (scenarios_v1_1(paths) if methodology == "v1.1"
+                        else scenarios_v1_2(paths, history, priors, parameters))
+    R0, E0, FB0 = (paths.column(c) for c in ("R0", "E0", "FB0"))
+    yearly, summary = [], []
+    for scenario, (revenue, spending, balance) in scenarios.items():
+        yearly.append(_yearly_rows(b, scenario, revenue, spending, paths.pension, balance))
+        summary.append(_summary_rows(b, scenario, balance, spending, R0, E0, FB0))
+    assumptions = pd.concat([paths.assumptions, added.set_axis(paths.assumptions.index)], axis=1)
+    assumptions["methodology_version"] = methodology
     summary_frame = pd.concat(summary, ignore_index=True).merge(assumptions, on="city")
-    return pd.concat(yearly, ignore_index=True), summary_frame
+    years = pd.concat(yearly, ignore_index=True).assign(methodology_version=methodology)
+    return years, summary_frame
 
 
 def _mean_recent_balance_change(history: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
@@ -304,22 +417,57 @@ def _summary_rows(b, scenario, balance, spending, R0, E0, FB0) -> pd.DataFrame:
     })
 
 
+def _schedules(entries: pd.DataFrame, calpers: pd.DataFrame, valuations: pd.DataFrame | None
+               ) -> tuple[pd.DataFrame, pd.Series, CalpersMatch]:
+    """Each city's contribution schedule: its newest valuation entry's, else the bulk file's
+    (by exact name); with the names of the entry schedules' sources and the name match."""
+    match = match_calpers(entries["city"], calpers)
+    entry_schedules, sources = newest_valuation_schedules(
+        valuations if valuations is not None else pd.DataFrame())
+    return with_entry_schedules(match.schedules, entry_schedules), sources, match
+
+
+def base_paths_for(entries: pd.DataFrame, calpers: pd.DataFrame,
+                   valuations: pd.DataFrame | None = None, up_to_year: int | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, BasePaths]:
+    """Every city's base paths from the figures of fiscal years <= `up_to_year`, against
+    the statewide m(t0) of the same figures: (history, medians by base year, paths)."""
+    history = build_history(entries, up_to_year)
+    base = base_years(entries, up_to_year)
+    growth = revenue_growth(history, base)
+    medians = statewide_medians(base, growth)
+    schedules, sources, _ = _schedules(entries, calpers, valuations)
+    paths = base_paths(base, growth, medians.set_index("base_year")["median_growth"],
+                       schedules, history, sources)
+    return history, medians, paths
+
+
+def statewide_priors(entries: pd.DataFrame, calpers: pd.DataFrame,
+                     valuations: pd.DataFrame | None = None, up_to_year: int | None = None,
+                     parameters: BandParameters = CALIBRATED) -> pd.DataFrame:
+    """Per base year, what the per-city projections need of all cities at once: m(t0)
+    (`median_growth`, `cities`) and v1.2's statewide variances of yearly changes around
+    the base paths (`<measure>_variance`, one value for every base year)."""
+    history, medians, paths = base_paths_for(entries, calpers, valuations, up_to_year)
+    found = projection_bands.surprises(projection_bands.yearly_changes(history, paths.cities),
+                                       expected_changes(paths, parameters))
+    return medians.assign(**projection_bands.statewide_variances(found))
+
+
 def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: int | None = None,
-                    valuations: pd.DataFrame | None = None
+                    valuations: pd.DataFrame | None = None,
+                    methodology: str = METHODOLOGY_VERSION,
+                    parameters: BandParameters = CALIBRATED
                     ) -> tuple[pd.DataFrame, pd.DataFrame, CalpersMatch]:
     """Every step for every city of `entries` (validated figures, one row per city-year);
     `valuations` (valuation entries, see newest_valuation_schedules) replace the bulk
     schedule of their cities."""
     history = build_history(entries, up_to_year)
     base = base_years(entries, up_to_year)
-    growth = revenue_growth(history, base)
-    medians = statewide_medians(base, growth).set_index("base_year")["median_growth"]
-    match = match_calpers(entries["city"], calpers)
-    entry_schedules, sources = newest_valuation_schedules(
-        valuations if valuations is not None else pd.DataFrame())
-    yearly, summary = project(base, growth, medians,
-                              with_entry_schedules(match.schedules, entry_schedules), history,
-                              sources)
+    priors = statewide_priors(entries, calpers, valuations, up_to_year, parameters)
+    schedules, sources, match = _schedules(entries, calpers, valuations)
+    yearly, summary = project(base, revenue_growth(history, base), priors.set_index("base_year"),
+                              schedules, history, sources, methodology, parameters)
     return yearly, summary, match
 
 
@@ -334,12 +482,13 @@ class ProjectedCities:
     errors: dict[str, str]
 
 
-def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFrame,
-                   valuations: pd.DataFrame | None = None) -> ProjectedCities:
-    """Projects these cities against the given statewide medians, all at once; a city whose
-    projection raises is set aside, not the batch. A city with valuation entries
-    (`valuations`, see newest_valuation_schedules) takes its newest one's schedule instead
-    of the bulk file's."""
+def project_cities(entries: pd.DataFrame, priors: pd.DataFrame, calpers: pd.DataFrame,
+                   valuations: pd.DataFrame | None = None,
+                   methodology: str = METHODOLOGY_VERSION) -> ProjectedCities:
+    """Projects these cities against the given statewide priors (by base year, see
+    statewide_priors), all at once; a city whose projection raises is set aside, not the
+    batch. A city with valuation entries (`valuations`, see newest_valuation_schedules)
+    takes its newest one's schedule instead of the bulk file's."""
     keys = entries["city"].map(city_key)
     valuations = valuations if valuations is not None else pd.DataFrame(columns=["city"])
     valuation_keys = valuations["city"].map(city_key)
@@ -349,12 +498,11 @@ def project_cities(entries: pd.DataFrame, medians: pd.Series, calpers: pd.DataFr
         part = entries[keys.isin(cities)]
         history = build_history(part)
         base = base_years(part)
-        match = match_calpers(part["city"], calpers)
-        entry_schedules, sources = newest_valuation_schedules(
-            valuations[valuation_keys.isin(cities)])
+        schedules, sources, match = _schedules(part, calpers,
+                                               valuations[valuation_keys.isin(cities)])
         unmatched.extend(c for c in match.unmatched_cities if c not in sources.index)
-        return project(base, revenue_growth(history, base), medians,
-                       with_entry_schedules(match.schedules, entry_schedules), history, sources)
+        return project(base, revenue_growth(history, base), priors, schedules, history,
+                       sources, methodology)
 
     outcome = compute_isolated(sorted(set(keys)), projections_of)
     yearly = pd.concat([y for y, _ in outcome.results], ignore_index=True) \
