@@ -206,9 +206,9 @@ def load_warehouse(address, bulk_csv: Path, entries_dir: Path) -> dict:
 
     # analytics/statewide_growth_medians
     mark = time.perf_counter()
-    medians_frame = statewide_medians_of(address)
+    priors = statewide_priors_of(address)
     with warehouse_connection(address) as conn:
-        analytics_store.append_medians(conn, run_id, medians_frame)
+        analytics_store.append_priors(conn, run_id, priors)
     steps["medians"] = time.perf_counter() - mark
 
     # analytics/projections
@@ -225,20 +225,21 @@ def load_warehouse(address, bulk_csv: Path, entries_dir: Path) -> dict:
             "kept": kept}
 
 
-def statewide_medians_of(address):
+def statewide_priors_of(address):
+    import pandas as pd
+
+    from refresh_assets.lib.cities import city_key
     from refresh_assets.lib.database import warehouse_connection
     from refresh_assets.lib.fiscal_store import load_validated
-    from refresh_assets.lib.projections import (
-        base_years,
-        build_history,
-        revenue_growth,
-        statewide_medians,
-    )
+    from refresh_assets.lib.projections import statewide_priors
+    from refresh_assets.lib.valuation_store import load_current_valuations
+    from refresh_assets.settings import DATA_DIR
 
     with warehouse_connection(address) as conn:
         validated = load_validated(conn)
-    base = base_years(validated)
-    return statewide_medians(base, revenue_growth(build_history(validated), base))
+        valuations = load_current_valuations(conn, sorted(set(validated["city"].map(city_key))))
+    return statewide_priors(validated, pd.read_csv(DATA_DIR / "calpers_valuations_2016.csv"),
+                            valuations)
 
 
 def project_all(address, cities: list[str]):
@@ -255,7 +256,7 @@ def project_all(address, cities: list[str]):
     with warehouse_connection(address) as conn:
         validated = load_validated(conn, cities)
         valuations = load_current_valuations(conn, cities)
-        return project_cities(validated, analytics_store.latest_medians(conn), calpers,
+        return project_cities(validated, analytics_store.latest_priors(conn), calpers,
                               valuations)
 
 

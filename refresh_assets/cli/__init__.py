@@ -6,7 +6,7 @@ from refresh_assets.cli.bi import bi
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.exports import export
-from refresh_assets.cli.forecasts import backtest, project
+from refresh_assets.cli.forecasts import backtest, calibrate, project
 from refresh_assets.cli.metrics import metrics
 from refresh_assets.cli.ops import ack, notifications
 from refresh_assets.cli.pipeline import dbt, demo, docs, materialize, snapshot, ui
@@ -34,6 +34,7 @@ main.add_command(entry_schema)
 main.add_command(score_command)
 main.add_command(project)
 main.add_command(backtest)
+main.add_command(calibrate)
 main.add_command(refresh)
 main.add_command(discover)
 main.add_command(check)

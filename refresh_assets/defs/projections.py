@@ -1,4 +1,4 @@
-"""Ten-year projections per city (methodology v1.1) and the statewide median they share."""
+"""Ten-year projections per city (methodology v1.2) and the statewide priors they share."""
 
 from pathlib import Path
 
@@ -10,14 +10,9 @@ from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
 from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
 from refresh_assets.lib import analytics_store
+from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.fiscal_store import load_validated
-from refresh_assets.lib.projections import (
-    base_years,
-    build_history,
-    project_cities,
-    revenue_growth,
-    statewide_medians,
-)
+from refresh_assets.lib.projections import METHODOLOGY_VERSION, project_cities, statewide_priors
 from refresh_assets.lib.valuation_store import load_current_valuations
 
 STATEWIDE_MEDIANS = dg.AssetKey(["analytics", "statewide_growth_medians"])
@@ -30,18 +25,22 @@ PROJECTIONS = dg.AssetKey(["analytics", "projections"])
     kinds={"python", "postgres"},
     deps=[VALIDATED_FISCAL_DATA],
     description=(
-        "m(t0): the median revenue growth of every city projectable from the same base year. "
-        "It needs all cities at once, so the per-city projections read it from here."
+        "The statewide priors of the projections: m(t0), the median revenue growth of every "
+        "city projectable from the same base year, and the statewide variances of yearly "
+        "changes that v1.2's bands shrink each city's own toward. They need all cities at "
+        "once, so the per-city projections read them from here."
     ),
 )
-def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                             source_files: SourceFilesResource):
+    calpers = pd.read_csv(Path(source_files.calpers_valuations_csv))
     with warehouse.connection() as conn:
         validated = load_validated(conn)
-        base = base_years(validated)
-        medians = statewide_medians(base, revenue_growth(build_history(validated), base))
-        analytics_store.append_medians(conn, context.run.run_id, medians)
+        valuations = load_current_valuations(conn, sorted(set(validated["city"].map(city_key))))
+        priors = statewide_priors(validated, calpers, valuations)
+        analytics_store.append_priors(conn, context.run.run_id, priors)
     return dg.MaterializeResult(metadata={
-        "medians": dg.MetadataValue.md(medians.to_markdown(index=False, floatfmt=".4f")),
+        "priors": dg.MetadataValue.md(priors.to_markdown(index=False, floatfmt=".4f")),
     })
 
 
@@ -54,7 +53,9 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
     backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Ten fiscal years in three scenarios with the fiscal-cliff year, reserve-breach year, "
-        "severity and gap to close; every row carries its assumptions and methodology v1.1. "
+        "severity and gap to close; every row carries its assumptions and methodology "
+        f"{METHODOLOGY_VERSION}: the optimistic and pessimistic scenarios are each measure's "
+        "10th and 90th percentiles. "
         "The pension growth follows the city's newest CalPERS valuation entry, else the 2016 "
         "bulk schedule, else 5% a year. "
         "Appended when a city's projection changed; a city whose projection fails keeps its "
@@ -71,7 +72,7 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         validated = load_validated(conn, [c for c in cities if c not in held])
         # A city's newest valuation entry, where it has one, replaces the 2016 bulk schedule.
         valuations = load_current_valuations(conn, [c for c in cities if c not in held])
-        projected = project_cities(validated, analytics_store.latest_medians(conn), calpers,
+        projected = project_cities(validated, analytics_store.latest_priors(conn), calpers,
                                    valuations)
         changed = analytics_store.append_changed_projections(
             conn, context.run.run_id, projected.yearly, projected.summary)
@@ -87,6 +88,7 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     return dg.MaterializeResult(metadata={
         **describe_cities(context, "projection", projected.errors, held),
         **columns,
+        "methodology_version": METHODOLOGY_VERSION,
         "cities_projected": 0 if headline is None else len(headline),
         "cities_with_new_projections": len(changed),
         # Counts and a few names: a range run copies this metadata onto every city's

@@ -27,13 +27,17 @@ SCORE_TABLE_COLUMNS = ("run_id", "city_key", "city", "fiscal_year", "entry_versi
                        "gf_reserves_trend",
                        *(f"{i}_{p}" for i in INDICATORS for p in ("ratio", "points", "risk")))
 YEAR_COLUMNS = ("run_id", "city_key", "city", "scenario", "base_year", "k", "fiscal_year",
-                "revenue", "expenditures", "pension_expenditures", "fund_balance")
+                "revenue", "expenditures", "pension_expenditures", "fund_balance",
+                "methodology_version")
 SUMMARY_COLUMNS = (
     "run_id", "city_key", "city", "scenario", "base_year", "revenue_base", "expenditures_base",
     "fund_balance_base", "below_zero_at_base", "cliff_year", "reserve_breach_year", "severity",
     "gap_to_close", "gap_share_of_expenditures", "gap_share_of_revenue", "fund_balance_year_10",
     "g_city", "n_rates", "m_t0", "g", "s", "phi", "pension_base", "pension_schedule_source",
-    "anchor", "methodology_version", "entry_version")
+    "anchor", "sigma_revenue", "sigma_expenditures", "sigma_fund_balance",
+    "band_lower_quantile", "band_upper_quantile", "methodology_version", "entry_version")
+PRIOR_COLUMNS = ("base_year", "median_growth", "cities", "revenue_variance",
+                 "expenditures_variance", "fund_balance_variance")
 
 
 
@@ -46,19 +50,21 @@ def append_scores(conn, run_id: str, scores: pd.DataFrame) -> None:
         copy_frame(cur, SCORES, _with_keys(scores, run_id), SCORE_TABLE_COLUMNS, "%.2f")
 
 
-def append_medians(conn, run_id: str, medians: pd.DataFrame) -> None:
+def append_priors(conn, run_id: str, priors: pd.DataFrame) -> None:
+    """The statewide priors (projections.statewide_priors) of a run."""
     with conn.cursor() as cur:
-        copy_frame(cur, MEDIANS, medians.assign(run_id=run_id),
-                   ("run_id", "base_year", "median_growth", "cities"))
+        copy_frame(cur, MEDIANS, priors.assign(run_id=run_id), ("run_id", *PRIOR_COLUMNS))
 
 
-def latest_medians(conn) -> pd.Series:
-    """m(t0) per base year, from the latest computation."""
+def latest_priors(conn) -> pd.DataFrame:
+    """The statewide priors by base year (index), from the latest computation."""
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in PRIOR_COLUMNS)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("select base_year, median_growth from {} where run_id = ("
+        cur.execute(sql.SQL("select {} from {} where run_id = ("
                             "select run_id from {} order by computed_at desc limit 1)")
-                    .format(MEDIANS, MEDIANS))
-        return pd.Series(dict(cur.fetchall()), dtype=float)
+                    .format(columns, MEDIANS, MEDIANS))
+        priors = pd.DataFrame(cur.fetchall(), columns=list(PRIOR_COLUMNS))
+    return priors.set_index("base_year").astype(float)
 
 
 def append_projections(conn, run_id: str, yearly: pd.DataFrame, summary: pd.DataFrame) -> None:

@@ -3,14 +3,23 @@ the actuals that followed, beside the naive persistence forecast (F = the last a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from refresh_assets.lib.projection_bands import CALIBRATED, BandParameters
-from refresh_assets.lib.projections import METHODOLOGY_VERSION, build_history, projections_for
+from refresh_assets.lib.projections import (
+    HORIZON,
+    METHODOLOGY_VERSION,
+    build_history,
+    projections_for,
+)
 
 MEASURES = ("revenue", "expenditures", "fund_balance")
 REPLAY_BASE_YEARS = (2018, 2019)  # t0=2018 -> FY2019, FY2020; t0=2019 -> FY2020
+COVERAGE_TARGET = (0.70, 0.90)
+WIDTH_GROWTH_LIMIT = 1.2  # the year-k half-width at most 1.2 √k times the year-1 one
 
 
 def replay(entries: pd.DataFrame, calpers: pd.DataFrame, base_year: int,
@@ -82,3 +91,39 @@ def fund_balance_band_widths(yearly: pd.DataFrame, summary: pd.DataFrame) -> pd.
     expenditures = summary.drop_duplicates("city").set_index("city")["expenditures_base"]
     share = half / expenditures.reindex(half.index.get_level_values("city")).to_numpy()
     return share.groupby(level="k").median()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    met: bool
+    detail: str
+
+
+def targets(results: pd.DataFrame, reference: pd.DataFrame, widths: pd.Series) -> list[Target]:
+    """Issue 12's targets for a method's replay results (replay_metrics), against the
+    reference method's (v1.1) and with its fund-balance band widths by horizon."""
+    low, high = COVERAGE_TARGET
+    coverage = results["band_coverage"]
+    fund = results[results["measure"] == "fund_balance"].set_index(["base_year", "fiscal_year"])
+    fund_reference = reference[reference["measure"] == "fund_balance"].set_index(
+        ["base_year", "fiscal_year"])
+    k = int(HORIZON[-1])
+    growth, limit = widths[k] / widths[1], WIDTH_GROWTH_LIMIT * np.sqrt(k)
+    return [
+        Target(f"band coverage {low:.0%}–{high:.0%} in all {len(results)} cells",
+               bool(coverage.between(low, high).all()),
+               f"{coverage.min():.1%}–{coverage.max():.1%}"),
+        Target("fund-balance WAPE no worse than persistence in every replay",
+               bool((fund["wape"] <= fund["persistence_wape"]).all()),
+               " / ".join(f"{w:.1%} vs {p:.1%}"
+                          for w, p in zip(fund["wape"], fund["persistence_wape"], strict=True))),
+        Target("false cliffs no more than v1.1's",
+               bool((fund["false_cliffs"] <= fund_reference["false_cliffs"]).all()),
+               " / ".join(f"{int(a)} vs {int(b)}" for a, b in
+                          zip(fund["false_cliffs"], fund_reference["false_cliffs"], strict=True))),
+        Target(f"year-{k} fund-balance half-width at most {WIDTH_GROWTH_LIMIT} √{k} × year 1",
+               bool(growth <= limit),
+               f"median {widths[1]:.1%} → {widths[k]:.1%} of expenditures, "
+               f"×{growth:.2f} (limit ×{limit:.2f})"),
+    ]
