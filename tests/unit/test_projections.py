@@ -55,8 +55,9 @@ def test_a_later_report_of_a_year_wins_and_earlier_ones_fill_gaps():
     assert build_history(entries, up_to_year=2018).set_index("year")["revenue"][2018] == 100.0
 
 
-def test_every_projectable_city_gets_three_finite_scenarios(figures, calpers):
-    yearly, summary, match = projections_for(figures, calpers)
+@pytest.mark.parametrize("methodology", ["v1.1", "v1.2"])
+def test_every_projectable_city_gets_three_finite_scenarios(figures, calpers, methodology):
+    yearly, summary, match = projections_for(figures, calpers, methodology=methodology)
     assert summary["city"].nunique() == 476  # Artesia has no complete year
     assert len(summary) == 3 * 476 and len(yearly) == 30 * 476
     assert np.isfinite(yearly[["revenue", "expenditures", "fund_balance"]]).all().all()
@@ -64,12 +65,14 @@ def test_every_projectable_city_gets_three_finite_scenarios(figures, calpers):
     assert (summary.loc[no_cliff, "gap_to_close"] == 0).all()
     assert (summary.loc[~no_cliff, "gap_to_close"] > 0).all()
     assert set(summary["severity"]) <= {"immediate", "near-term", "long-term", "none"}
-    assert (summary["methodology_version"] == "v1.1").all()
+    assert (summary["methodology_version"] == methodology).all()
+    assert (yearly["methodology_version"] == methodology).all()
     assert "Vallejo" not in match.unmatched_cities
 
 
-def test_the_cliff_year_is_the_first_negative_year(figures, calpers):
-    yearly, summary, _ = projections_for(figures, calpers)
+@pytest.mark.parametrize("methodology", ["v1.1", "v1.2"])
+def test_the_cliff_year_is_the_first_negative_year(figures, calpers, methodology):
+    yearly, summary, _ = projections_for(figures, calpers, methodology=methodology)
     pessimistic = summary[(summary["scenario"] == "pessimistic") & summary["cliff_year"].notna()]
     city = pessimistic.iloc[0]
     path = yearly[(yearly["city"] == city["city"]) & (yearly["scenario"] == "pessimistic")]
@@ -79,11 +82,11 @@ def test_the_cliff_year_is_the_first_negative_year(figures, calpers):
     assert city["gap_to_close"] == pytest.approx(gap)
 
 
-def test_the_replay_reproduces_the_methodologys_fund_balance_figures(figures, calpers):
+def test_v1_1_still_reproduces_its_fund_balance_figures(figures, calpers):
     """METHODOLOGY.md: fund-balance WAPE 11.2 / 19.9 / 15.5 % against persistence
     14.5 / 19.8 / 12.3 % (t0=2018 -> FY2019, FY2020; t0=2019 -> FY2020)."""
-    results = pd.concat([metrics(replay(figures, calpers, 2018)),
-                         metrics(replay(figures, calpers, 2019))])
+    results = pd.concat([metrics(replay(figures, calpers, 2018, "v1.1")),
+                         metrics(replay(figures, calpers, 2019, "v1.1"))])
     fund = results[results["measure"] == "fund_balance"]
     assert (fund["wape"] * 100).round(1).tolist() == [11.2, 19.9, 15.5]
     assert (fund["persistence_wape"] * 100).round(1).tolist() == [14.5, 19.8, 12.3]

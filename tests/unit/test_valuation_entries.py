@@ -268,7 +268,9 @@ def test_a_valuation_entry_changes_its_city_projection_alone():
     figures = read_fiscal_inputs_csv(DATA_DIR / "ca_city_fiscal_inputs.csv")
     figures = figures[figures["city"].isin(["Vallejo", "Benicia"])]
     calpers = pd.read_csv(DATA_DIR / "calpers_valuations_2016.csv")
-    medians = pd.Series({2020: 0.03})
+    medians = pd.DataFrame({"median_growth": [0.03], "revenue_variance": [0.004],
+                            "expenditures_variance": [0.006], "fund_balance_variance": [0.005]},
+                           index=[2020])
     before = project_cities(figures, medians, calpers)
     schedule = {str(y): 20_000_000 * 1.1 ** (y - 2024) for y in range(2024, 2031)}
     after = project_cities(figures, medians, calpers, valuations(
