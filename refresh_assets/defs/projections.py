@@ -12,7 +12,12 @@ from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
 from refresh_assets.lib import analytics_store
 from refresh_assets.lib.cities import city_key
 from refresh_assets.lib.fiscal_store import load_validated
-from refresh_assets.lib.projections import METHODOLOGY_VERSION, project_cities, statewide_priors
+from refresh_assets.lib.projections import (
+    METHODOLOGY_VERSION,
+    IncoherentScenarios,
+    project_cities,
+    statewide_priors,
+)
 from refresh_assets.lib.valuation_store import load_current_valuations
 
 STATEWIDE_MEDIANS = dg.AssetKey(["analytics", "statewide_growth_medians"])
@@ -51,6 +56,12 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
     deps=[VALIDATED_FISCAL_DATA, STATEWIDE_MEDIANS],
     partitions_def=city_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=[dg.AssetCheckSpec(
+        "scenarios_are_coherent", asset=PROJECTIONS, blocking=False,
+        description="Every projected city's scenarios are in order in every year: pessimistic "
+                    "<= base <= optimistic for revenues and fund balance, the reverse for "
+                    "expenditures. A city out of order is not stored (it keeps its last "
+                    "projection) and is recorded as failed at the projection stage.")],
     description=(
         "Ten fiscal years in three scenarios with the fiscal-cliff year, reserve-breach year, "
         "severity and gap to close; every row carries its assumptions and methodology "
@@ -82,6 +93,8 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                                 ("analytics", "current_projections"))
     summary = projected.summary
     headline = summary[summary["scenario"] == "base"] if len(summary) else None
+    incoherent = {city: error for city, error in projected.errors.items()
+                  if error.startswith(IncoherentScenarios.__name__)}
     if projected.calpers_unmatched:
         context.log.info("no CalPERS schedule matched (5% pension growth used): "
                          + ", ".join(projected.calpers_unmatched))
@@ -100,7 +113,13 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
         "calpers_unmatched_cities": _few(projected.calpers_unmatched),
         "pension_schedule_sources": {} if headline is None
         else headline["pension_schedule_source"].value_counts().to_dict(),
-    })
+    }, check_results=[dg.AssetCheckResult(
+        check_name="scenarios_are_coherent", passed=not incoherent,
+        severity=dg.AssetCheckSeverity.WARN,  # those cities are held back, the others go on
+        metadata={"cities_checked": (0 if headline is None else len(headline)) + len(incoherent),
+                  "incoherent_cities": _few(incoherent),
+                  "first_incoherence": next(iter(incoherent.values()), "none")},
+    )])
 
 
 def _few(cities, shown: int = 20) -> str:

@@ -471,6 +471,30 @@ def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: in
     return yearly, summary, match
 
 
+class IncoherentScenarios(ValueError):
+    """A city's scenarios out of order: its projection is not stored."""
+
+
+# Per measure, the scenario that must be lowest and the one that must be highest.
+SCENARIO_ORDER = {"revenue": ("pessimistic", "optimistic"),
+                  "expenditures": ("optimistic", "pessimistic"),
+                  "fund_balance": ("pessimistic", "optimistic")}
+
+
+def scenario_violations(yearly: pd.DataFrame) -> dict[str, str]:
+    """Per city whose scenarios are out of order (low <= base <= high, SCENARIO_ORDER) in
+    some year and measure: the first such year and measure."""
+    wide = yearly.pivot_table(index=["city", "fiscal_year"], columns="scenario",
+                              values=list(SCENARIO_ORDER))
+    found: dict[str, str] = {}
+    for measure, (low, high) in SCENARIO_ORDER.items():
+        column = wide[measure]
+        bad = (column[low] > column["base"]) | (column["base"] > column[high])
+        for city, fiscal_year in bad[bad].index:
+            found.setdefault(city, f"{measure} in FY{fiscal_year} is not {low} <= base <= {high}")
+    return found
+
+
 @dataclass(frozen=True)
 class ProjectedCities:
     """Projections of the cities that projected, the cities no CalPERS schedule matched,
@@ -501,8 +525,12 @@ def project_cities(entries: pd.DataFrame, priors: pd.DataFrame, calpers: pd.Data
         schedules, sources, match = _schedules(part, calpers,
                                                valuations[valuation_keys.isin(cities)])
         unmatched.extend(c for c in match.unmatched_cities if c not in sources.index)
-        return project(base, revenue_growth(history, base), priors, schedules, history,
-                       sources, methodology)
+        yearly, summary = project(base, revenue_growth(history, base), priors, schedules,
+                                  history, sources, methodology)
+        violations = scenario_violations(yearly)
+        if violations:  # isolated down to the city, which is then recorded as failed
+            raise IncoherentScenarios("; ".join(f"{c}: {v}" for c, v in violations.items()))
+        return yearly, summary
 
     outcome = compute_isolated(sorted(set(keys)), projections_of)
     yearly = pd.concat([y for y, _ in outcome.results], ignore_index=True) \
