@@ -228,3 +228,26 @@ def test_v1_2_without_statewide_variances_says_what_to_compute(figures):
         project(base, revenue_growth(history, base), PRIORS[["median_growth"]].assign(
             revenue_variance=np.nan, expenditures_variance=np.nan, fund_balance_variance=np.nan),
             pd.DataFrame(), history, methodology="v1.2")
+
+
+def test_a_city_with_scenarios_out_of_order_is_set_aside(figures, calpers, monkeypatch):
+    from refresh_assets.lib import projections
+
+    real_project = projections.project
+
+    def swapped_for_vallejo(*args, **kwargs):
+        yearly, summary = real_project(*args, **kwargs)
+        vallejo = yearly["city"] == "Vallejo"
+        scenario = yearly.loc[vallejo, "scenario"]
+        yearly.loc[vallejo, "scenario"] = scenario.replace(
+            {"optimistic": "pessimistic", "pessimistic": "optimistic"})
+        return yearly, summary
+
+    monkeypatch.setattr(projections, "project", swapped_for_vallejo)
+    part = figures[figures["city"].isin(["Vallejo", "Benicia", "Fairfield"])]
+    priors = projections.statewide_priors(figures, calpers).set_index("base_year")
+    projected = projections.project_cities(part, priors, calpers)
+    assert set(projected.summary["city"]) == {"Benicia", "Fairfield"}
+    assert list(projected.errors) == ["vallejo"]
+    assert projected.errors["vallejo"].startswith(
+        "IncoherentScenarios: Vallejo: revenue in FY2021 is not pessimistic <= base <= optimistic")
