@@ -1,6 +1,6 @@
 -- Every projection run's rows, one per city, fiscal year and scenario, with the band the
--- run's pessimistic and optimistic scenarios draw around each measure and the scenario's
--- summary (cliff, severity, base-year actuals).
+-- run's pessimistic and optimistic scenarios draw around each measure, the quantiles that
+-- band stands for, and the scenario's summary (cliff, severity, base-year actuals).
 --
 -- Plain joins of the staging views, without the usual import CTEs: PostgreSQL 18 plans an
 -- inlined CTE as a subquery it does not flatten, so a query naming one run (a one-city read
@@ -41,9 +41,13 @@ select
     summaries.revenue_base as base_year_revenue,
     summaries.expenditures_base as base_year_expenditures,
     summaries.fund_balance_base as base_year_fund_balance,
-    summaries.methodology_version,
+    -- The year row's own method: every stored year names the one that made it.
+    years.methodology_version,
     summaries.entry_version,
-    years.projected_at
+    years.projected_at,
+    -- Last, so the view is replaced in place (macros/materializations/view.sql).
+    summaries.band_lower_quantile,
+    summaries.band_upper_quantile
 from {{ ref('stg_analytics__projection_years') }} as years
 -- The summary of the same run and scenario: a year never meets another run's cliff.
 inner join {{ ref('stg_analytics__projection_summaries') }} as summaries

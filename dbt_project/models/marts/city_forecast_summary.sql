@@ -32,6 +32,11 @@ final as (
         pension_base,
         pension_schedule_source,
         anchor,
+        sigma_revenue,
+        sigma_expenditures,
+        sigma_fund_balance,
+        band_lower_quantile,
+        band_upper_quantile,
         methodology_version,
         entry_version,
         projected_at

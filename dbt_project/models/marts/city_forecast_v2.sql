@@ -1,8 +1,8 @@
 -- Each city's current ten-year projection, year by year and scenario by scenario, with the
--- band of every measure, the scenario's cliff and the base-year actuals. The current run
--- comes from analytics.current_projections (one row per city), and its rows through the
--- (city_key, run_id) indexes: a one-city read touches that city's rows only. No import
--- CTEs, for the reason given in int_projection_rows.
+-- band of every measure and the quantiles it stands for, the scenario's cliff and the
+-- base-year actuals. The current run comes from analytics.current_projections (one row per
+-- city), and its rows through the (city_key, run_id) indexes: a one-city read touches that
+-- city's rows only. No import CTEs, for the reason given in int_projection_rows.
 select
     current_runs.city_key,
     current_runs.city,
@@ -34,7 +34,11 @@ select
     projection_rows.methodology_version,
     projection_rows.entry_version,
     current_runs.run_id,
-    current_runs.projected_at
+    current_runs.projected_at,
+    -- Added last, so the view is replaced in place and its dependents stay (see
+    -- macros/materializations/view.sql); adding columns keeps the contract of v2.
+    projection_rows.band_lower_quantile,
+    projection_rows.band_upper_quantile
 from {{ ref('stg_analytics__current_projections') }} as current_runs
 inner join {{ ref('int_projection_rows') }} as projection_rows
     on
