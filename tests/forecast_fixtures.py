@@ -39,10 +39,16 @@ def dbt_build(target: Path, *select: str, dbt_vars: dict | None = None,
 
 
 def projection_frames(city: str, base_year: int, revenue: float, expenditures: float,
-                      fund_balance: float, years: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      fund_balance: float, years: int = 3, methodology: str = METHOD,
+                      band_quantiles: tuple[float, float] | None = (0.1, 0.9),
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One city's projection in the frames analytics/projections appends: per scenario,
     revenues growing by 1, 2 or 3 a year and expenditures by 3, 2 or 1 (pessimistic, base,
-    optimistic), so the base scenario lies inside the band of every measure."""
+    optimistic), so the base scenario lies inside the band of every measure. Its band stands
+    for `band_quantiles` with v1.2's spreads, or, with None, is v1.1's (spread s, no
+    quantiles)."""
+    v1_1 = band_quantiles is None
+    low, high = (None, None) if v1_1 else band_quantiles
     yearly, summary = [], []
     for scenario, growth, spending in (("pessimistic", 1, 3), ("base", 2, 2), ("optimistic", 3, 1)):
         for k in range(1, years + 1):
@@ -51,6 +57,7 @@ def projection_frames(city: str, base_year: int, revenue: float, expenditures: f
                 "fiscal_year": base_year + k, "revenue": revenue + growth * k,
                 "expenditures": expenditures + spending * k, "pension_expenditures": 0.0,
                 "fund_balance": fund_balance + (growth - spending) * k,
+                "methodology_version": methodology,
             })
         summary.append({
             "city": city, "scenario": scenario, "base_year": base_year, "revenue_base": revenue,
@@ -59,9 +66,14 @@ def projection_frames(city: str, base_year: int, revenue: float, expenditures: f
             "severity": "none", "gap_to_close": 0.0, "gap_share_of_expenditures": None,
             "gap_share_of_revenue": None,
             "fund_balance_year_10": fund_balance + (growth - spending) * years,
-            "g_city": None, "n_rates": 0, "m_t0": None, "g": None, "s": 0.0, "phi": 0.0,
+            "g_city": None, "n_rates": 0, "m_t0": None, "g": None,
+            "s": 0.02 if v1_1 else None, "phi": 0.0,
             "pension_base": 0.0, "pension_schedule_source": "none", "anchor": 0.0,
-            "methodology_version": METHOD, "entry_version": None,
+            "sigma_revenue": None if v1_1 else 0.03,
+            "sigma_expenditures": None if v1_1 else 0.02,
+            "sigma_fund_balance": None if v1_1 else 0.05,
+            "band_lower_quantile": low, "band_upper_quantile": high,
+            "methodology_version": methodology, "entry_version": None,
         })
     yearly_frame, summary_frame = pd.DataFrame(yearly), pd.DataFrame(summary)
     # Exactly the columns the store writes (run_id and city_key it adds itself).

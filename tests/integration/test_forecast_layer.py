@@ -1,7 +1,8 @@
 """The forecast layer on the real test server, built by dbt as the assets build it: daily
 snapshots (idempotent days, retention, checked vars), the backtest from stored snapshots,
 the aggregates refreshed concurrently under a reader, views replaced in place so their
-dependents survive, and the BI role reading all of it."""
+dependents survive, the BI role reading all of it, and each forecast row's methodology and
+band quantiles."""
 
 import json
 import os
@@ -71,7 +72,8 @@ def forecast_layer(warehouse, dbt_manifest, tmp_path_factory):
               "+city_forecast", "+forecast_backtest", *(f"+{name}" for name in AGGREGATES))
     yield warehouse
     delete_test_rows(warehouse)
-    dbt_build(tmp_path_factory.mktemp("forecast_layer_after"), "forecast_backtest", *AGGREGATES)
+    dbt_build(tmp_path_factory.mktemp("forecast_layer_after"), "forecast_backtest",
+              "city_forecast_summary", *AGGREGATES)
 
 
 @pytest.fixture
@@ -482,3 +484,37 @@ def test_the_bi_role_reads_every_mart_materialized_views_and_snapshots_included(
             finally:
                 conn.close()
         query(address, sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
+
+
+# g. Every forecast row names its methodology and the quantiles its band stands for.
+
+def test_the_forecast_and_its_summary_carry_the_methodology_and_the_band_quantiles(
+        address, tmp_path):
+    v1_1 = f"{METHOD} v1.1"
+    store_projections(address, "forecast-test-run-methods",
+                      projection_frames("Forecast Test Percentiles", 2024, 400.0, 380.0, 30.0),
+                      projection_frames("Forecast Test Spread", 2024, 400.0, 380.0, 30.0,
+                                        methodology=v1_1, band_quantiles=None))
+    # marts.city_forecast is a view over the stored rows; the summary is a table, built here.
+    dbt_build(tmp_path, "city_forecast_summary")
+
+    forecast = query(address, "select city_key, methodology_version, band_lower_quantile,"
+                              " band_upper_quantile, count(*) from marts.city_forecast"
+                              " where city_key like %s group by 1, 2, 3, 4 order by 1",
+                     (PREFIX + "%",))
+    # Every row of each city (3 scenarios x 3 years): v1.2's 10th-90th percentile band, and
+    # v1.1's band that stands for no quantiles.
+    assert forecast == [(PREFIX + "percentiles", METHOD, 0.1, 0.9, 9),
+                        (PREFIX + "spread", v1_1, None, None, 9)]
+
+    summary = query(address, "select city, scenario, methodology_version, s, sigma_revenue,"
+                             " sigma_expenditures, sigma_fund_balance, band_lower_quantile,"
+                             " band_upper_quantile from marts.city_forecast_summary"
+                             " where city = any(%s) order by city, scenario",
+                    (["Forecast Test Percentiles", "Forecast Test Spread"],))
+    assert summary == [
+        *(("Forecast Test Percentiles", scenario, METHOD, None, 0.03, 0.02, 0.05, 0.1, 0.9)
+          for scenario in ("base", "optimistic", "pessimistic")),
+        *(("Forecast Test Spread", scenario, v1_1, 0.02, None, None, None, None, None)
+          for scenario in ("base", "optimistic", "pessimistic")),
+    ]
