@@ -1,6 +1,7 @@
 """The "what changed" report of a city's refresh: before/after of every indicator, the
 fiscal-cliff year's movement, revenue, expenditure and pension changes from the prior year,
-and a chart of projected fund balance by scenario (matplotlib, embedded as SVG)."""
+and a chart of the projected fund balance, its base path in its scenario band (matplotlib,
+embedded as SVG)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ class CityChanges:
     indicators: pd.DataFrame
     prior_year: pd.DataFrame
     entry_version: int | None
+    # Of the latest projection: its method, and the quantiles its band stands for (None
+    # when the method gives the band no probability meaning, as v1.1).
+    methodology_version: str | None
+    band_quantiles: tuple[float, float] | None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -45,6 +50,24 @@ class CityChanges:
                   if self.overall_before is not None else f"{self.overall_after:.2f}")
         cliff = _cliff_text(self.cliff_before, self.cliff_after)
         return f"{self.city} FY{self.fiscal_year}: {level} risk, {points} points; {cliff}"
+
+    @property
+    def band(self) -> str:
+        """What the band between the pessimistic and optimistic scenarios stands for."""
+        if self.band_quantiles is None:
+            return f"optimistic–pessimistic (methodology {self.methodology_version})"
+        low, high = (_percentile(q) for q in self.band_quantiles)
+        return f"{low}–{high} percentile (methodology {self.methodology_version})"
+
+
+def _percentile(quantile: float) -> str:
+    """0.1 -> "10th", 0.01 -> "1st", 0.025 -> "2.5th"."""
+    percent = round(quantile * 100, 6)
+    if percent != int(percent):
+        return f"{percent:g}th"
+    n = int(percent)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _cliff_text(before, after) -> str:
@@ -105,8 +128,10 @@ def prior_year_changes(validated: pd.DataFrame, fiscal_year: int) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def fund_balance_chart(years: pd.DataFrame, city: str) -> str:
-    """Projected unrestricted fund balance by scenario, as an inline SVG ("" if none).
+def fund_balance_chart(years: pd.DataFrame, city: str, band: str) -> str:
+    """Projected unrestricted fund balance, as an inline SVG ("" if none): the base path as a
+    line in the band between the pessimistic and optimistic scenarios, shaded and labelled
+    `band` (what it stands for, CityChanges.band).
 
     matplotlib is imported here, not at module import, so loading the Dagster definitions
     does not pay for it. The figure API (no pyplot) keeps no global state between reports,
@@ -117,14 +142,17 @@ def fund_balance_chart(years: pd.DataFrame, city: str) -> str:
     import matplotlib
     from matplotlib.figure import Figure
 
-    colours = {"optimistic": "#2a9d8f", "base": "#264653", "pessimistic": "#e76f51"}
+    paths = years.pivot(index="fiscal_year", columns="scenario", values="fund_balance") / 1e6
     with matplotlib.rc_context({"svg.hashsalt": "refresh_assets", "svg.fonttype": "none"}):
         figure = Figure(figsize=(7.5, 3.4))
         figure.subplots_adjust(left=0.1, right=0.98, top=0.9, bottom=0.15)
         axes = figure.subplots()
-        for scenario, rows in years.sort_values("fiscal_year").groupby("scenario"):
-            axes.plot(rows["fiscal_year"], rows["fund_balance"] / 1e6, marker="o", markersize=3,
-                      label=scenario, color=colours.get(scenario))
+        if {"pessimistic", "optimistic"} <= set(paths.columns):
+            axes.fill_between(paths.index, paths["pessimistic"], paths["optimistic"],
+                              color="#2a9d8f", alpha=0.25, linewidth=0, label=band)
+        if "base" in paths.columns:
+            axes.plot(paths.index, paths["base"], marker="o", markersize=3, color="#264653",
+                      label="base")
         axes.axhline(0, color="#999", linewidth=0.8)
         axes.set_title(f"{city}: projected unrestricted fund balance (USD millions)", fontsize=10)
         axes.set_xlabel("fiscal year")
@@ -175,6 +203,15 @@ def _optional(value):
     return None if value is None or pd.isna(value) else value
 
 
+def _band_quantiles(summary: pd.Series | None) -> tuple[float, float] | None:
+    """The quantiles a projection summary's band stands for; None without a projection or
+    when its method gives the band none."""
+    if summary is None:
+        return None
+    low, high = (_optional(summary[c]) for c in ("band_lower_quantile", "band_upper_quantile"))
+    return None if low is None or high is None else (float(low), float(high))
+
+
 def city_changes(city: str, scores: pd.DataFrame, summaries: pd.DataFrame,
                  validated: pd.DataFrame) -> CityChanges | None:
     """Latest scoring and projection of `city` against the ones before (run_rank 1 and 2)."""
@@ -192,6 +229,7 @@ def city_changes(city: str, scores: pd.DataFrame, summaries: pd.DataFrame,
     notes = []
     if now.empty:
         notes.append("No projection: no year reports revenues, expenditures and fund balance.")
+    projection = now.iloc[0] if len(now) else None
     return CityChanges(
         city=city, fiscal_year=fiscal_year,
         overall_before=float(previous["overall_points"]) if previous is not None else None,
@@ -204,6 +242,8 @@ def city_changes(city: str, scores: pd.DataFrame, summaries: pd.DataFrame,
         indicators=indicator_changes(latest, previous),
         prior_year=prior_year_changes(validated[validated["city"] == city], fiscal_year),
         entry_version=_optional(latest["entry_version"]),
+        methodology_version=projection["methodology_version"] if projection is not None else None,
+        band_quantiles=_band_quantiles(projection),
         notes=notes,
     )
 
@@ -214,7 +254,8 @@ def report_inputs_checksum(changes: CityChanges, city_years: pd.DataFrame) -> st
     parts = [repr((changes.city, changes.fiscal_year, changes.overall_before,
                    changes.overall_after, changes.level_before, changes.level_after,
                    changes.cliff_before, changes.cliff_after, changes.severity,
-                   changes.entry_version, changes.notes)),
+                   changes.entry_version, changes.methodology_version, changes.band_quantiles,
+                   changes.notes)),
              changes.indicators.to_csv(index=False), changes.prior_year.to_csv(index=False),
              city_years.sort_values(["scenario", "fiscal_year"]).to_csv(index=False)
              if len(city_years) else ""]
@@ -222,7 +263,7 @@ def report_inputs_checksum(changes: CityChanges, city_years: pd.DataFrame) -> st
 
 
 def render_city_report(changes: CityChanges, city_years: pd.DataFrame) -> str:
-    return render_report(changes, fund_balance_chart(city_years, changes.city))
+    return render_report(changes, fund_balance_chart(city_years, changes.city, changes.band))
 
 
 # Below this many reports, starting worker processes costs more than it saves.
