@@ -94,7 +94,8 @@ def project(city: str, methodology: str, input_csv: Path | None, as_json: bool) 
                f"GF share {base['phi']:.2f}, pension schedule {base['pension_schedule_source']}")
     if pd.notna(base["band_lower_quantile"]):
         click.echo(f"band: {base['band_lower_quantile'] * 100:.0f}th–"
-                   f"{base['band_upper_quantile'] * 100:.0f}th percentile; yearly spreads σ revenue {base['sigma_revenue']:.2%}, "
+                   f"{base['band_upper_quantile'] * 100:.0f}th percentile; yearly spreads "
+                   f"σ revenue {base['sigma_revenue']:.2%}, "
                    f"expenditures {base['sigma_expenditures']:.2%}, fund balance "
                    f"{base['sigma_fund_balance']:.2%} of expenditures")
     else:
