@@ -135,6 +135,13 @@ def test_one_bad_city_never_stops_the_others(warehouse, dbt_manifest, tmp_path):
     fixed = run_cli("materialize", env=env)
     assert "Refreshed 477 of 477 cities" in fixed.stdout
     assert check_evaluation(run_id_of(fixed.stdout), "no_validation_errors").passed
+    coherent = check_evaluation(run_id_of(fixed.stdout), "scenarios_are_coherent")
+    assert coherent.passed and coherent.metadata["incoherent_cities"].value == "none"
+    # Every projection row says which method made it, and the band what it stands for.
+    assert query(warehouse, "select distinct methodology_version, band_lower_quantile,"
+                            " band_upper_quantile from marts.city_forecast") == [("v1.2", 0.1, 0.9)]
+    assert query(warehouse, "select distinct methodology_version"
+                            " from analytics.projection_years") == [("v1.2",)]
     # Fixing the entry removes its issue from the current issues.
     assert query(warehouse, "select count(*) from marts.fiscal_validation_issues"
                             " where severity = 'error'") == [(0,)]
