@@ -5,24 +5,12 @@ import pandas as pd
 import pytest
 
 from refresh_assets.lib.backtest import metrics, replay
-from refresh_assets.lib.fiscal_inputs import read_fiscal_inputs_csv
 from refresh_assets.lib.projections import (
     build_history,
     match_calpers,
     normalise_name,
     projections_for,
 )
-from refresh_assets.settings import DATA_DIR
-
-
-@pytest.fixture(scope="module")
-def figures() -> pd.DataFrame:
-    return read_fiscal_inputs_csv(DATA_DIR / "ca_city_fiscal_inputs.csv")
-
-
-@pytest.fixture(scope="module")
-def calpers() -> pd.DataFrame:
-    return pd.read_csv(DATA_DIR / "calpers_valuations_2016.csv")
 
 
 def test_name_normalisation():

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from refresh_assets.lib.backtest import fund_balance_band_widths, replay_metrics, targets
-from refresh_assets.lib.fiscal_inputs import read_fiscal_inputs_csv
 from refresh_assets.lib.projection_bands import CALIBRATED
 from refresh_assets.lib.projection_calibration import calibrate
 from refresh_assets.lib.projections import (
@@ -19,7 +18,6 @@ from refresh_assets.lib.projections import (
     projections_for,
     revenue_growth,
 )
-from refresh_assets.settings import DATA_DIR
 
 Z = NormalDist().inv_cdf(0.9)  # the band is the 10th-90th percentile
 LAMBDA = CALIBRATED.fund_balance_path_weight
@@ -27,16 +25,6 @@ NU0, C = CALIBRATED.prior_strength, CALIBRATED.spread_multiplier
 PRIORS = pd.DataFrame({"median_growth": [0.05], "revenue_variance": [0.0004],
                        "expenditures_variance": [0.0009], "fund_balance_variance": [0.0025]},
                       index=[2020])
-
-
-@pytest.fixture(scope="module")
-def figures() -> pd.DataFrame:
-    return read_fiscal_inputs_csv(DATA_DIR / "ca_city_fiscal_inputs.csv")
-
-
-@pytest.fixture(scope="module")
-def calpers() -> pd.DataFrame:
-    return pd.read_csv(DATA_DIR / "calpers_valuations_2016.csv")
 
 
 def entries(city, revenue, fund_balance, expenditures, pension=0.0, gwr=None):
