@@ -45,7 +45,9 @@ def yearly_changes(history: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     """Per city and year Y of the window (t0-3..t0, Y-1 also known): the log change of
     revenue and of expenditures (both years positive) and the change of fund balance as a
     share of base-year expenditures E0."""
-    h = history.merge(base[["city", "t0", "E0"]], on="city")
+    # A city without a base year may lack a measure's column entirely.
+    h = history.reindex(columns=["city", "year", *MEASURES]).merge(
+        base[["city", "t0", "E0"]], on="city")
     h = h[(h["year"] <= h["t0"]) & (h["year"] >= h["t0"] - CHANGE_WINDOW_YEARS)]
     h = h.sort_values(["city", "year"]).reset_index(drop=True)
     previous = h.groupby("city")[["year", *MEASURES]].shift()

@@ -484,6 +484,8 @@ SCENARIO_ORDER = {"revenue": ("pessimistic", "optimistic"),
 def scenario_violations(yearly: pd.DataFrame) -> dict[str, str]:
     """Per city whose scenarios are out of order (low <= base <= high, SCENARIO_ORDER) in
     some year and measure: the first such year and measure."""
+    if yearly.empty:
+        return {}
     wide = yearly.pivot_table(index=["city", "fiscal_year"], columns="scenario",
                               values=list(SCENARIO_ORDER))
     found: dict[str, str] = {}

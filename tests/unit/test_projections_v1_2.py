@@ -239,3 +239,15 @@ def test_a_city_with_scenarios_out_of_order_is_set_aside(figures, calpers, monke
     assert list(projected.errors) == ["vallejo"]
     assert projected.errors["vallejo"].startswith(
         "IncoherentScenarios: Vallejo: revenue in FY2021 is not pessimistic <= base <= optimistic")
+
+
+@pytest.mark.parametrize("methodology", ["v1.1", "v1.2"])
+def test_a_city_without_a_base_year_projects_to_nothing_without_error(figures, calpers,
+                                                                     methodology):
+    from refresh_assets.lib.projections import project_cities, statewide_priors
+
+    priors = statewide_priors(figures, calpers).set_index("base_year")
+    # Artesia never reports revenue, expenditures and fund balance in the same year.
+    projected = project_cities(figures[figures["city"] == "Artesia"], priors, calpers,
+                               methodology=methodology)
+    assert projected.errors == {} and projected.summary.empty and projected.yearly.empty
