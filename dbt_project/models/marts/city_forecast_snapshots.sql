@@ -56,7 +56,10 @@ final as (
         base_year_fund_balance,
         methodology_version,
         run_id,
-        projected_at
+        projected_at,
+        -- Last: the incremental table gains them in place (on_schema_change).
+        band_lower_quantile,
+        band_upper_quantile
     from forecast
 
 )

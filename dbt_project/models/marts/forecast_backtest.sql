@@ -28,6 +28,7 @@ pairs as (
     select
         snapshots.snapshot_date,
         snapshots.methodology_version,
+        snapshots.band_upper_quantile - snapshots.band_lower_quantile as band_claimed_coverage,
         measures.measure,
         snapshots.years_ahead,
         measures.forecast,
@@ -79,7 +80,9 @@ sums as (
         sum(abs(persistence - actual)) as persistence_sum_absolute_error,
         sum(persistence - actual) as persistence_sum_error,
         count(*) filter (where actual between band_low and band_high)::integer
-            as actuals_in_band
+            as actuals_in_band,
+        -- One method, one band: every forecast of the group claims the same coverage.
+        max(band_claimed_coverage) as band_claimed_coverage
     from pairs
     group by snapshot_date, methodology_version, measure, years_ahead
 
@@ -96,6 +99,7 @@ final as (
         sum_absolute_error / nullif(sum_absolute_actual, 0) as wape,
         sum_error / nullif(sum_absolute_actual, 0) as bias,
         actuals_in_band::double precision / forecasts as band_coverage,
+        band_claimed_coverage,
         persistence_sum_absolute_error / nullif(sum_absolute_actual, 0) as persistence_wape,
         persistence_sum_error / nullif(sum_absolute_actual, 0) as persistence_bias,
         sum_absolute_error < persistence_sum_absolute_error as beats_persistence,
