@@ -1,0 +1,249 @@
+"""Entry -> marts latency through the daemon (issue 13): an operator saves an entry file;
+how long until the new figures are readable in marts.city_forecast, city_fiscal_health and
+city_risk_scores for that city, and where the time goes. Results go in benchmarks/RESULTS.md.
+
+Usage: python benchmarks/bench_latency.py [--edits 20] [--home DIR]
+
+On a home of its own (an embedded server, the project's entry files copied, no source
+checked): the main job fills the warehouse, then `refresh-assets ui` runs the webserver and
+the daemon as an operator runs them, and each edit changes one city's FY2020 revenues.
+Stages, from the Dagster run records: the entries sensor's pick-up (file written -> run
+created), the launch (created -> started), the refresh run, then the wait for the marts
+(refresh run ended -> figures readable: the automation sensor's tick and the dbt run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+import requests
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+from benchmarks.common import free_port, git_state  # noqa: E402
+
+CLI = str(PROJECT / ".venv" / "bin" / "refresh-assets")
+NO_SOURCES = """\
+checks: {user_agent: "refresh-assets benchmark"}
+cadence:
+  acfr: {months: [1, 4, 7, 10], day: 15}
+  calpers_valuation: {months: [7], day: 1}
+hosts: {127.0.0.1: }
+cities: {}
+"""
+CITIES = ("Vallejo", "Benicia", "Fairfield", "Napa", "Davis")
+MARTS = {  # mart -> the column that names the newest entry version behind a city's rows
+    "city_forecast": "entry_version",
+    "city_fiscal_health": "entry_version",
+    "city_risk_scores": "entry_version",
+}
+TIMEOUT_SECONDS = 600
+LOADED = '{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }'
+
+
+def environment(home: Path) -> dict[str, str]:
+    (home / "entries").mkdir(parents=True, exist_ok=True)
+    for city_folder in (PROJECT / "entries").iterdir():
+        if city_folder.is_dir():
+            shutil.copytree(city_folder, home / "entries" / city_folder.name, dirs_exist_ok=True)
+    (home / "sources.yaml").write_text(NO_SOURCES)
+    env = {**os.environ, "REFRESH_HOME": str(home), "REFRESH_PG_PORT": str(free_port()),
+           "REFRESH_ENTRIES_DIR": str(home / "entries"),
+           "REFRESH_REPORTS_DIR": str(home / "reports"),
+           "REFRESH_SOURCES_FILE": str(home / "sources.yaml")}
+    env.pop("REFRESH_DATABASE_URL", None)
+    return env
+
+
+def database_url(env: dict[str, str]) -> str:
+    return subprocess.run([CLI, "db", "url"], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def wait_loaded(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"refresh-assets ui exited {process.returncode}")
+        try:
+            entries = requests.post(f"{url}/graphql", json={"query": LOADED}, timeout=30).json()[
+                "data"]["workspaceOrError"]["locationEntries"]
+            if any(e["loadStatus"] == "LOADED" for e in entries):
+                return
+        except (requests.RequestException, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(1)
+    raise SystemExit("the UI did not load")
+
+
+def lock_waits(conn) -> list[tuple]:
+    """Sessions waiting on a lock, with the sessions blocking them: what a stalled edit
+    waits for."""
+    with conn.cursor() as cur:
+        cur.execute("select waiting.pid, left(waiting.query, 80), blocker.pid, blocker.state,"
+                    " left(blocker.query, 80), blocker.application_name"
+                    " from pg_stat_activity waiting"
+                    " cross join lateral unnest(pg_blocking_pids(waiting.pid)) as b(pid)"
+                    " join pg_stat_activity blocker on blocker.pid = b.pid"
+                    " where waiting.wait_event_type = 'Lock'")
+        return cur.fetchall()
+
+
+def newest_versions(conn, city_key: str) -> dict[str, int | None]:
+    with conn.cursor() as cur:
+        found = {}
+        for mart, column in MARTS.items():
+            cur.execute(f"select max({column}) from marts.{mart} where city_key = %s",  # noqa: S608
+                        (city_key,))
+            found[mart] = cur.fetchone()[0]
+        return found
+
+
+def edit(entries: Path, city: str, step: int) -> int:
+    """Rewrites the city's FY2020 entry with revenues changed by `step` dollars; returns the
+    revenues written."""
+    from refresh_assets.lib.entries import EntryFile, known_figures, write_entry_file
+
+    figures = known_figures(entries, city, 2020)
+    figures["gf_revenues"] = int(float(figures["gf_revenues"])) + step
+    write_entry_file(entries, EntryFile(
+        city=city, fiscal_year=2020, source={"title": f"{city} ACFR FY2019-20"},
+        entered_by="latency benchmark", entered_at=datetime.now(UTC).isoformat(),
+        figures=figures))
+    return figures["gf_revenues"]
+
+
+def run_stages(instance, city_key: str, written_at: float) -> dict[str, float]:
+    """The refresh run the edit started: seconds from the write to its creation, start, end."""
+    import dagster as dg
+
+    from refresh_assets.lib.run_tags import CITY
+
+    records = instance.get_run_records(dg.RunsFilter(tags={CITY: city_key}), limit=5)
+    for record in records:  # newest first
+        created = record.create_timestamp.timestamp()
+        if created >= written_at - 1 and record.start_time and record.end_time:
+            return {"created": created - written_at, "started": record.start_time - written_at,
+                    "ended": record.end_time - written_at}
+    return {}
+
+
+def measure(env: dict[str, str], edits: int) -> list[dict]:
+    from refresh_assets.lib.cities import city_key
+    from refresh_assets.lib.runtime import runtime_environment, server_address
+    from refresh_assets.settings import load_settings
+
+    settings = load_settings(env)
+    os.environ.update(runtime_environment(settings, server_address(settings)))
+    import dagster as dg
+
+    entries = Path(env["REFRESH_ENTRIES_DIR"])
+    results = []
+    # closing(), not `with connect()`: psycopg2 opens a transaction for a `with` block even in
+    # autocommit, and a poller holding its read locks stalls dbt's in-place rebuilds (seen:
+    # 519 s, until the poller went away).
+    with dg.DagsterInstance.get() as instance, closing(psycopg2.connect(database_url(env))) as conn:
+        conn.autocommit = True
+        for i in range(edits):
+            city = CITIES[i % len(CITIES)]
+            key = city_key(city)
+            written_at = time.time()
+            edit(entries, city, 1000 * (i + 1))
+            with conn.cursor() as cur:
+                version = None
+                reported_waits: list[tuple] = []
+                ready: dict[str, float] = {}
+                while len(ready) < len(MARTS) and time.time() - written_at < TIMEOUT_SECONDS:
+                    if version is None:
+                        cur.execute("select max(entry_version) from raw.fiscal_entries"
+                                    " where city_key = %s and loaded_at > to_timestamp(%s)",
+                                    (key, written_at))
+                        version = cur.fetchone()[0]
+                    if version is not None:
+                        for mart, newest in newest_versions(conn, key).items():
+                            if mart not in ready and newest is not None and newest >= version:
+                                ready[mart] = time.time() - written_at
+                    if time.time() - written_at > 90 and not reported_waits:
+                        reported_waits = lock_waits(conn)
+                        for wait in reported_waits:
+                            print(f"  lock wait: {wait}", flush=True)
+                    time.sleep(0.25)
+            stages = run_stages(instance, key, written_at)
+            row = {"edit": i + 1, "city": city, **{m: ready.get(m) for m in MARTS}, **stages}
+            results.append(row)
+            shown = ", ".join(f"{m} {ready[m]:.1f} s" if m in ready else f"{m} timed out"
+                              for m in MARTS)
+            print(f"edit {i + 1}/{edits} ({city}): {shown}", flush=True)
+    return results
+
+
+def report(results: list[dict]) -> None:
+    print("\nseconds from the entry file's write until readable (median / worst of "
+          f"{len(results)} edits):")
+    for mart in MARTS:
+        values = [r[mart] for r in results if r[mart] is not None]
+        missing = len(results) - len(values)
+        if values:
+            print(f"  marts.{mart}: {statistics.median(values):.1f} / {max(values):.1f}"
+                  + (f" ({missing} timed out)" if missing else ""))
+    complete = [r for r in results if all(r[m] is not None for m in MARTS) and "ended" in r]
+    if not complete:
+        return
+    last = [max(r[m] for m in MARTS) for r in complete]
+    stages = {
+        "sensor pick-up (write -> run created)": [r["created"] for r in complete],
+        "launch (created -> started)": [r["started"] - r["created"] for r in complete],
+        "refresh run (started -> ended)": [r["ended"] - r["started"] for r in complete],
+        "marts (run ended -> last mart readable)": [
+            t - r["ended"] for t, r in zip(last, complete, strict=True)],
+    }
+    total = statistics.median(last)
+    print(f"\nstages (median seconds; share of the median {total:.1f} s to all three marts):")
+    for name, values in stages.items():
+        print(f"  {name}: {statistics.median(values):.1f} ({statistics.median(values) / total:.0%})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=20)
+    parser.add_argument("--home", type=Path, help="Folder for the run (default: a temp one).")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    env = environment(home)
+    print(f"code: {git_state(PROJECT)}; machine: {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}; home: {home}", flush=True)
+    started = time.monotonic()
+    subprocess.run([CLI, "materialize"], env=env, check=True, stdout=subprocess.DEVNULL)
+    print(f"main job (warehouse filled): {time.monotonic() - started:.0f} s", flush=True)
+    port = free_port()
+    with (home / "ui.log").open("w") as log:
+        ui = subprocess.Popen([CLI, "ui", "--port", str(port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_loaded(f"http://127.0.0.1:{port}", ui)
+        time.sleep(60)  # the sensors' first ticks and any automation the main job left
+        report(measure(env, args.edits))
+    finally:
+        os.killpg(ui.pid, signal.SIGINT)
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+        subprocess.run([CLI, "db", "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()
