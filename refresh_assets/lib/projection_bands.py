@@ -74,11 +74,10 @@ class Surprises:
 def surprises(changes: pd.DataFrame, expected: pd.DataFrame) -> Surprises:
     """`expected`: per city (index), each measure's expected next-year change."""
     departures = changes[list(MEASURES)] - expected.reindex(changes["city"]).to_numpy()
-    by_city = departures.groupby(changes["city"].to_numpy())
-    index = expected.index
-    return Surprises(sum_of_squares=(departures ** 2).groupby(changes["city"].to_numpy()).sum()
-                     .reindex(index).fillna(0.0),
-                     count=by_city.count().reindex(index).fillna(0).astype(int))
+    city = changes["city"].to_numpy()
+    return Surprises(
+        sum_of_squares=(departures ** 2).groupby(city).sum().reindex(expected.index).fillna(0.0),
+        count=departures.groupby(city).count().reindex(expected.index).fillna(0).astype(int))
 
 
 def statewide_variances(found: Surprises) -> pd.Series:
