@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,65 +27,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
-import requests
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from benchmarks.common import free_port, git_state  # noqa: E402
+from benchmarks.common import git_state  # noqa: E402
+from tests.ui_fixtures import own_instance, running_ui  # noqa: E402
 
 CLI = str(PROJECT / ".venv" / "bin" / "refresh-assets")
-NO_SOURCES = """\
-checks: {user_agent: "refresh-assets benchmark"}
-cadence:
-  acfr: {months: [1, 4, 7, 10], day: 15}
-  calpers_valuation: {months: [7], day: 1}
-hosts: {127.0.0.1: }
-cities: {}
-"""
 CITIES = ("Vallejo", "Benicia", "Fairfield", "Napa", "Davis")
-MARTS = {  # mart -> the column that names the newest entry version behind a city's rows
-    "city_forecast": "entry_version",
-    "city_fiscal_health": "entry_version",
-    "city_risk_scores": "entry_version",
-}
+# Each names the newest entry version behind a city's rows (`entry_version`).
+MARTS = ("city_forecast", "city_fiscal_health", "city_risk_scores")
 TIMEOUT_SECONDS = 600
-LOADED = '{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }'
-
-
-def environment(home: Path) -> dict[str, str]:
-    (home / "entries").mkdir(parents=True, exist_ok=True)
-    for city_folder in (PROJECT / "entries").iterdir():
-        if city_folder.is_dir():
-            shutil.copytree(city_folder, home / "entries" / city_folder.name, dirs_exist_ok=True)
-    (home / "sources.yaml").write_text(NO_SOURCES)
-    env = {**os.environ, "REFRESH_HOME": str(home), "REFRESH_PG_PORT": str(free_port()),
-           "REFRESH_ENTRIES_DIR": str(home / "entries"),
-           "REFRESH_REPORTS_DIR": str(home / "reports"),
-           "REFRESH_SOURCES_FILE": str(home / "sources.yaml")}
-    env.pop("REFRESH_DATABASE_URL", None)
-    return env
 
 
 def database_url(env: dict[str, str]) -> str:
     return subprocess.run([CLI, "db", "url"], env=env, capture_output=True, text=True,
                           check=True).stdout.strip()
-
-
-def wait_loaded(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"refresh-assets ui exited {process.returncode}")
-        try:
-            entries = requests.post(f"{url}/graphql", json={"query": LOADED}, timeout=30).json()[
-                "data"]["workspaceOrError"]["locationEntries"]
-            if any(e["loadStatus"] == "LOADED" for e in entries):
-                return
-        except (requests.RequestException, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(1)
-    raise SystemExit("the UI did not load")
 
 
 def lock_waits(conn) -> list[tuple]:
@@ -105,8 +62,8 @@ def lock_waits(conn) -> list[tuple]:
 def newest_versions(conn, city_key: str) -> dict[str, int | None]:
     with conn.cursor() as cur:
         found = {}
-        for mart, column in MARTS.items():
-            cur.execute(f"select max({column}) from marts.{mart} where city_key = %s",  # noqa: S608
+        for mart in MARTS:
+            cur.execute(f"select max(entry_version) from marts.{mart} where city_key = %s",  # noqa: S608
                         (city_key,))
             found[mart] = cur.fetchone()[0]
         return found
@@ -219,30 +176,24 @@ def report(results: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
-    parser.add_argument("--home", type=Path, help="Folder for the run (default: a temp one).")
+    parser.add_argument("--home", type=Path, help="An empty folder for the run (default: a "
+                                                   "temp one).")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    env = environment(home)
-    print(f"code: {git_state(PROJECT)}; machine: {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.1f}; home: {home}", flush=True)
-    started = time.monotonic()
-    subprocess.run([CLI, "materialize"], env=env, check=True, stdout=subprocess.DEVNULL)
-    print(f"main job (warehouse filled): {time.monotonic() - started:.0f} s", flush=True)
-    port = free_port()
-    with (home / "ui.log").open("w") as log:
-        ui = subprocess.Popen([CLI, "ui", "--port", str(port)], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_loaded(f"http://127.0.0.1:{port}", ui)
-        time.sleep(60)  # the sensors' first ticks and any automation the main job left
-        report(measure(env, args.edits))
-    finally:
-        os.killpg(ui.pid, signal.SIGINT)
-        try:
-            ui.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(ui.pid, signal.SIGKILL)
-        subprocess.run([CLI, "db", "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
+    # The tests' own instance (embedded server, no source checked; stopped at the end) and
+    # UI (`refresh-assets ui`, loaded, then stopped with what it started).
+    with own_instance(home) as env:
+        for city_folder in (PROJECT / "entries").iterdir():
+            if city_folder.is_dir():
+                shutil.copytree(city_folder, home / "entries" / city_folder.name)
+        print(f"code: {git_state(PROJECT)}; machine: {os.cpu_count()} cores, load "
+              f"{os.getloadavg()[0]:.1f}; home: {home}", flush=True)
+        started = time.monotonic()
+        subprocess.run([CLI, "materialize"], env=env, check=True, stdout=subprocess.DEVNULL)
+        print(f"main job (warehouse filled): {time.monotonic() - started:.0f} s", flush=True)
+        with running_ui(home / "ui.log", env=env):
+            time.sleep(60)  # the sensors' first ticks and any automation the main job left
+            report(measure(env, args.edits))
 
 
 if __name__ == "__main__":
