@@ -107,6 +107,22 @@ def half_widths(sigma: np.ndarray, multiplier: float, horizon: np.ndarray) -> np
     return Z * multiplier * sigma[:, None] * np.sqrt(horizon)[None, :]
 
 
+def fund_balance_path(FB0: np.ndarray, roll_forward: np.ndarray, weight: float) -> np.ndarray:
+    """v1.2's base fund balance: FB0 + λ (FB_v1.1(k) − FB0), v1.1's anchored roll-forward
+    moved part-way back toward persistence."""
+    return FB0[:, None] + weight * (roll_forward - FB0[:, None])
+
+
+def band_edges(measure: str, path: np.ndarray, width: np.ndarray, E0: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The low and high edges of a measure's band around its base path, given the
+    half-widths z c σ √k: on a log scale for revenue and expenditures (never crossing
+    zero), ± width · E0 for fund balance."""
+    if measure == "fund_balance":
+        return path - width * E0[:, None], path + width * E0[:, None]
+    return path * np.exp(-width), path * np.exp(width)
+
+
 def interval_score(low, high, actual, scale, coverage: float = 0.8):
     """Gneiting and Raftery's interval score of the central `coverage` interval, divided by
     `scale`: the width plus 2/α times any miss. A proper score: it is lowest, in

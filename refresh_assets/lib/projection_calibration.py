@@ -81,7 +81,7 @@ def _worst_skill(replays: list[Replay], train: list[np.ndarray], weight: float) 
     year): the target is to be no worse than persistence in every one."""
     ratios = []
     for r, mask in zip(replays, train, strict=True):
-        path = r.FB0[:, None] + weight * (r.base["fund_balance"] - r.FB0[:, None])
+        path = projection_bands.fund_balance_path(r.FB0, r.base["fund_balance"], weight)
         actual = r.actual["fund_balance"]
         for k in range(actual.shape[1]):
             known = mask & ~np.isnan(actual[:, k])
@@ -101,11 +101,10 @@ def _sigmas(r: Replay, weight: float, strength: float) -> pd.DataFrame:
 
 
 def _band(r: Replay, measure: str, weight: float, sigma: np.ndarray, multiplier: float):
-    width = projection_bands.half_widths(sigma, multiplier, HORIZON)
-    if measure == "fund_balance":
-        path = r.FB0[:, None] + weight * (r.base["fund_balance"] - r.FB0[:, None])
-        return path - width * r.E0[:, None], path + width * r.E0[:, None]
-    return r.base[measure] * np.exp(-width), r.base[measure] * np.exp(width)
+    path = (projection_bands.fund_balance_path(r.FB0, r.base["fund_balance"], weight)
+            if measure == "fund_balance" else r.base[measure])
+    return projection_bands.band_edges(
+        measure, path, projection_bands.half_widths(sigma, multiplier, HORIZON), r.E0)
 
 
 def choose(replays: list[Replay], train: list[np.ndarray]) -> BandParameters:

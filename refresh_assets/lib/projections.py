@@ -319,17 +319,18 @@ def scenarios_v1_2(paths: BasePaths, history: pd.DataFrame, priors: pd.DataFrame
                                        expected_changes(paths, parameters))
     prior = priors.reindex(t0).set_axis(b["city"].to_numpy())
     sigma = projection_bands.spreads(found, prior, parameters.prior_strength)
-    width = {m: projection_bands.half_widths(sigma[m].to_numpy(),
-                                             parameters.spread_multiplier[m], HORIZON)
-             for m in projection_bands.MEASURES}
-    balance = FB0[:, None] + parameters.fund_balance_path_weight * (paths.balance - FB0[:, None])
-    fund_width = width["fund_balance"] * E0[:, None]
+    balance = projection_bands.fund_balance_path(FB0, paths.balance,
+                                                 parameters.fund_balance_path_weight)
+    base = {"revenue": paths.revenue, "expenditures": paths.spending, "fund_balance": balance}
+    edges = {m: projection_bands.band_edges(
+        m, base[m], projection_bands.half_widths(sigma[m].to_numpy(),
+                                                 parameters.spread_multiplier[m], HORIZON), E0)
+        for m in projection_bands.MEASURES}
+    # Optimistic: high revenues and fund balance, low expenditures; pessimistic the reverse.
     scenarios = {
         "base": (paths.revenue, paths.spending, balance),
-        "optimistic": (paths.revenue * np.exp(width["revenue"]),
-                       paths.spending * np.exp(-width["expenditures"]), balance + fund_width),
-        "pessimistic": (paths.revenue * np.exp(-width["revenue"]),
-                        paths.spending * np.exp(width["expenditures"]), balance - fund_width),
+        "optimistic": (edges["revenue"][1], edges["expenditures"][0], edges["fund_balance"][1]),
+        "pessimistic": (edges["revenue"][0], edges["expenditures"][1], edges["fund_balance"][0]),
     }
     low, high = projection_bands.BAND_QUANTILES
     added = pd.DataFrame({"s": np.nan, "band_lower_quantile": low, "band_upper_quantile": high,
