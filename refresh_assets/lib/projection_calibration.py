@@ -53,7 +53,8 @@ class Replay:
 
 
 def prepare(entries: pd.DataFrame, calpers: pd.DataFrame, t0: int) -> Replay:
-    history, _, paths = base_paths_for(entries, calpers, up_to_year=t0)
+    statewide = base_paths_for(entries, calpers, up_to_year=t0)
+    history, paths = statewide.history, statewide.paths
     unit = BandParameters(1.0, {}, {})
     all_changes = projection_bands.yearly_changes(history, paths.cities)
     all_expected = expected_changes(paths, unit)

@@ -347,10 +347,18 @@ def project(base: pd.DataFrame, growth: pd.DataFrame, priors: pd.DataFrame,
     """The projection of every city in `base`: (yearly rows, one summary row per scenario).
     `priors`: by base year, m(t0) (`median_growth`) and, for v1.2, the statewide variances.
     `schedule_sources` names the schedules that are not the 2016 bulk file's (by city)."""
-    if methodology not in METHODOLOGIES:
-        raise ValueError(f"methodology {methodology!r} is not one of {', '.join(METHODOLOGIES)}")
     paths = base_paths(base, growth, priors["median_growth"], schedules, history,
                        schedule_sources)
+    return project_paths(paths, history, priors, methodology, parameters)
+
+
+def project_paths(paths: BasePaths, history: pd.DataFrame, priors: pd.DataFrame,
+                  methodology: str = METHODOLOGY_VERSION,
+                  parameters: BandParameters = CALIBRATED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The scenarios of `methodology` around these base paths, as (yearly rows, one summary
+    row per scenario)."""
+    if methodology not in METHODOLOGIES:
+        raise ValueError(f"methodology {methodology!r} is not one of {', '.join(METHODOLOGIES)}")
     b = paths.cities
     scenarios, added = (scenarios_v1_1(paths) if methodology == "v1.1"
                         else scenarios_v1_2(paths, history, priors, parameters))
@@ -428,19 +436,36 @@ def _schedules(entries: pd.DataFrame, calpers: pd.DataFrame, valuations: pd.Data
     return with_entry_schedules(match.schedules, entry_schedules), sources, match
 
 
+@dataclass(frozen=True)
+class StatewidePaths:
+    """Every city's base paths from the same figures, with what they were built from."""
+
+    history: pd.DataFrame
+    medians: pd.DataFrame  # m(t0) by base year (`base_year`, `median_growth`, `cities`)
+    paths: BasePaths
+    match: CalpersMatch
+
+    def variances(self, parameters: BandParameters) -> pd.Series:
+        """v1.2's statewide variances of yearly changes around these paths."""
+        found = projection_bands.surprises(
+            projection_bands.yearly_changes(self.history, self.paths.cities),
+            expected_changes(self.paths, parameters))
+        return projection_bands.statewide_variances(found)
+
+
 def base_paths_for(entries: pd.DataFrame, calpers: pd.DataFrame,
                    valuations: pd.DataFrame | None = None, up_to_year: int | None = None
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, BasePaths]:
+                   ) -> StatewidePaths:
     """Every city's base paths from the figures of fiscal years <= `up_to_year`, against
-    the statewide m(t0) of the same figures: (history, medians by base year, paths)."""
+    the statewide m(t0) of the same figures."""
     history = build_history(entries, up_to_year)
     base = base_years(entries, up_to_year)
     growth = revenue_growth(history, base)
     medians = statewide_medians(base, growth)
-    schedules, sources, _ = _schedules(entries, calpers, valuations)
+    schedules, sources, match = _schedules(entries, calpers, valuations)
     paths = base_paths(base, growth, medians.set_index("base_year")["median_growth"],
                        schedules, history, sources)
-    return history, medians, paths
+    return StatewidePaths(history, medians, paths, match)
 
 
 def statewide_priors(entries: pd.DataFrame, calpers: pd.DataFrame,
@@ -449,10 +474,8 @@ def statewide_priors(entries: pd.DataFrame, calpers: pd.DataFrame,
     """Per base year, what the per-city projections need of all cities at once: m(t0)
     (`median_growth`, `cities`) and v1.2's statewide variances of yearly changes around
     the base paths (`<measure>_variance`, one value for every base year)."""
-    history, medians, paths = base_paths_for(entries, calpers, valuations, up_to_year)
-    found = projection_bands.surprises(projection_bands.yearly_changes(history, paths.cities),
-                                       expected_changes(paths, parameters))
-    return medians.assign(**projection_bands.statewide_variances(found))
+    statewide = base_paths_for(entries, calpers, valuations, up_to_year)
+    return statewide.medians.assign(**statewide.variances(parameters))
 
 
 def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: int | None = None,
@@ -462,14 +485,13 @@ def projections_for(entries: pd.DataFrame, calpers: pd.DataFrame, up_to_year: in
                     ) -> tuple[pd.DataFrame, pd.DataFrame, CalpersMatch]:
     """Every step for every city of `entries` (validated figures, one row per city-year);
     `valuations` (valuation entries, see newest_valuation_schedules) replace the bulk
-    schedule of their cities."""
-    history = build_history(entries, up_to_year)
-    base = base_years(entries, up_to_year)
-    priors = statewide_priors(entries, calpers, valuations, up_to_year, parameters)
-    schedules, sources, match = _schedules(entries, calpers, valuations)
-    yearly, summary = project(base, revenue_growth(history, base), priors.set_index("base_year"),
-                              schedules, history, sources, methodology, parameters)
-    return yearly, summary, match
+    schedule of their cities. The base paths are built once, for the priors and the
+    projections alike."""
+    statewide = base_paths_for(entries, calpers, valuations, up_to_year)
+    priors = statewide.medians.assign(**statewide.variances(parameters)).set_index("base_year")
+    yearly, summary = project_paths(statewide.paths, statewide.history, priors, methodology,
+                                    parameters)
+    return yearly, summary, statewide.match
 
 
 class IncoherentScenarios(ValueError):
@@ -496,6 +518,7 @@ def scenario_violations(yearly: pd.DataFrame) -> dict[str, str]:
         for city, fiscal_year in bad[bad].index:
             found.setdefault(city, f"{measure} in FY{fiscal_year} is not {low} <= base <= {high}")
     return found
+
 
 
 @dataclass(frozen=True)
