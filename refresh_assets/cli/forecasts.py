@@ -21,7 +21,12 @@ from refresh_assets.lib.cities import city_key, closest_city
 from refresh_assets.lib.database import warehouse_connection
 from refresh_assets.lib.fiscal_inputs import FiscalInputsError, read_fiscal_inputs_csv
 from refresh_assets.lib.fiscal_store import load_validated
-from refresh_assets.lib.projection_bands import CALIBRATED, MEASURES, BandParameters
+from refresh_assets.lib.projection_bands import (
+    CALIBRATED,
+    MEASURES,
+    BandParameters,
+    percentile_range,
+)
 from refresh_assets.lib.projection_calibration import calibrate as calibrate_parameters
 from refresh_assets.lib.projections import METHODOLOGIES, METHODOLOGY_VERSION, projections_for
 from refresh_assets.lib.runtime import running_server_address
@@ -93,8 +98,8 @@ def project(city: str, methodology: str, input_csv: Path | None, as_json: bool) 
                f"{base['m_t0']:+.2%}, {base['n_rates']} rates), "
                f"GF share {base['phi']:.2f}, pension schedule {base['pension_schedule_source']}")
     if pd.notna(base["band_lower_quantile"]):
-        click.echo(f"band: {base['band_lower_quantile'] * 100:.0f}th–"
-                   f"{base['band_upper_quantile'] * 100:.0f}th percentile; yearly spreads "
+        quantiles = percentile_range(base["band_lower_quantile"], base["band_upper_quantile"])
+        click.echo(f"band: {quantiles}; yearly spreads "
                    f"σ revenue {base['sigma_revenue']:.2%}, "
                    f"expenditures {base['sigma_expenditures']:.2%}, fund balance "
                    f"{base['sigma_fund_balance']:.2%} of expenditures")

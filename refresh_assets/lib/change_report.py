@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from refresh_assets.lib.isolation import Isolated, compute_isolated
+from refresh_assets.lib.projection_bands import percentile_range
 from refresh_assets.lib.scoring import INDICATORS, MAX_POINTS
 
 
@@ -56,18 +57,8 @@ class CityChanges:
         """What the band between the pessimistic and optimistic scenarios stands for."""
         if self.band_quantiles is None:
             return f"optimistic–pessimistic (methodology {self.methodology_version})"
-        low, high = (_percentile(q) for q in self.band_quantiles)
-        return f"{low}–{high} percentile (methodology {self.methodology_version})"
-
-
-def _percentile(quantile: float) -> str:
-    """0.1 -> "10th", 0.01 -> "1st", 0.025 -> "2.5th"."""
-    percent = round(quantile * 100, 6)
-    if percent != int(percent):
-        return f"{percent:g}th"
-    n = int(percent)
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
+        return (f"{percentile_range(*self.band_quantiles)} "
+                f"(methodology {self.methodology_version})")
 
 
 def _cliff_text(before, after) -> str:

@@ -41,6 +41,21 @@ CALIBRATED = BandParameters(
 )
 
 
+def percentile_range(lower: float, upper: float) -> str:
+    """(0.1, 0.9) -> "10th–90th percentile": what a band's quantiles stand for."""
+    return f"{_percentile(lower)}–{_percentile(upper)} percentile"
+
+
+def _percentile(quantile: float) -> str:
+    """0.1 -> "10th", 0.01 -> "1st", 0.025 -> "2.5th"."""
+    percent = round(quantile * 100, 6)
+    if percent != int(percent):
+        return f"{percent:g}th"
+    n = int(percent)
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def yearly_changes(history: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
     """Per city and year Y of the window (t0-3..t0, Y-1 also known): the log change of
     revenue and of expenditures (both years positive) and the change of fund balance as a
