@@ -132,10 +132,10 @@ def backtest(base_years: tuple[int, ...], methodology: str | None, input_csv: Pa
     figures, _ = _figures(input_csv)  # a replay sees what was known then: no later valuation
     calpers = pd.read_csv(CALPERS)
     methods = (methodology,) if methodology else METHODOLOGIES
-    results = {m: replay_metrics(figures, calpers, m, base_years=base_years or REPLAY_BASE_YEARS)
-               for m in methods}
+    replayed = base_years or REPLAY_BASE_YEARS
+    results = {m: replay_metrics(figures, calpers, m, base_years=replayed) for m in methods}
     if any(r.empty for r in results.values()):
-        raise click.ClickException(f"no city has actuals after FY{min(base_years or REPLAY_BASE_YEARS)}")
+        raise click.ClickException(f"no city has actuals after FY{min(replayed)}")
     widths = {m: fund_balance_band_widths(*projections_for(figures, calpers, methodology=m)[:2])
               for m in methods}
     if as_json:
