@@ -38,11 +38,13 @@ test: install test-deps
 	$(BIN)/python -m pytest
 
 # System packages the tests drive: Chromium (the change report and the browser tests) and
-# Prometheus (the metrics scrape and `promtool check rules`). Installed with apt where we can.
+# Prometheus (the metrics scrape and `promtool check rules`), Redis (the Celery profile's broker).
+# Installed with apt where we can.
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "[test-deps] installing$$missing (apt)"; \
