@@ -76,6 +76,11 @@ translator = RefreshDbtTranslator(
     # ops.validation_results maps to the asset that writes it, beside another source.
     settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
 )
+# Every run that builds the warehouse models (a city's refresh, the main job, automation)
+# takes this pool's one slot (dagster.yaml: concurrency.pools.default_limit): two dbt builds
+# of the same table at once collide on dbt's `__dbt_tmp`/`__dbt_backup` relations.
+WAREHOUSE_DBT_POOL = "warehouse_dbt"
+
 # dbt's unit tests check the SQL, not the data: they run in the test suite
 # (tests/integration/test_dbt_models.py), not in every refresh.
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
@@ -93,6 +98,7 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[st
     project=dbt_project,
     exclude=SNAPSHOT_MODEL,
     dagster_dbt_translator=translator,
+    pool=WAREHOUSE_DBT_POOL,
 )
 def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Builds the selected dbt models (every model but the daily snapshots)."""

@@ -96,9 +96,17 @@ def test_jobs_and_the_sensors(defs):
     assert {RAW, VALIDATED, MART} <= set(
         defs.resolve_job_def("refresh_all").asset_layer.executable_asset_keys)
     city_job = set(defs.resolve_job_def("refresh_city").asset_layer.executable_asset_keys)
+    graph = defs.resolve_asset_graph()
     assert {RAW, VALIDATED, dg.AssetKey(["analytics", "risk_scores"]),
             dg.AssetKey(["reports", "change_report"])} <= city_job
-    assert not any(key.path[0] == "marts" for key in city_job)  # dbt follows by automation
+    # The city's run rebuilds the dbt models automation keeps current, not the scheduled ones.
+    assert {MART, dg.AssetKey(["marts", "city_forecast"]),
+            dg.AssetKey(["marts", "city_risk_scores"])} <= city_job
+    assert not city_job & {dg.AssetKey(["marts", "risk_level_aggregates"]),
+                           dg.AssetKey(["marts", "city_forecast_snapshots"]),
+                           dg.AssetKey(["marts", "forecast_backtest"])}
+    assert all(graph.get(key).automation_condition is not None
+               for key in city_job if key.path[0] in ("staging", "intermediate", "marts"))
     assert defs.resolve_sensor_def("entry_files_sensor").job_name == "refresh_city"
     automation = defs.resolve_sensor_def("marts_automation")
     assert automation.default_status == dg.DefaultSensorStatus.RUNNING
