@@ -1,6 +1,7 @@
 """Refreshes at the same time, from separate processes, on the real PostgreSQL: different
 cities never deadlock or wait on each other; the same city is refreshed by one run at a
-time, whichever way the runs were started; one city's crash spares the others."""
+time, whichever way the runs were started; the runs' dbt builds take turns; one city's crash
+spares the others."""
 
 import multiprocessing
 import shutil
@@ -38,15 +39,18 @@ def refresh_rounds(city: str, rounds: int, barrier, results) -> None:
     """One process: loads the definitions once, then refreshes its city each round, all
     processes starting the round together."""
     from refresh_assets.definitions import defs
+    from refresh_assets.defs.sensors import CITY_ASSETS
 
     job = defs.resolve_job_def("refresh_city")
+    # The city's own steps: its dbt build takes turns with the others' (the next test).
+    city_steps = list(CITY_ASSETS.resolve(defs.resolve_asset_graph()))
     entries = Path(__import__("os").environ["REFRESH_ENTRIES_DIR"])
     with dg.DagsterInstance.get() as instance:
         for round_number in range(rounds):
             write_entry(entries, city, round_number)
             barrier.wait(timeout=600)
             result = job.execute_in_process(instance=instance, partition_key=city,
-                                            raise_on_error=False)
+                                            asset_selection=city_steps, raise_on_error=False)
             errors = [e.step_failure_data.error.message for e in result.get_step_failure_events()]
             results.put((city, round_number, result.success, result.run_id, errors))
 
@@ -119,16 +123,19 @@ def refresh_once(job_name: str, tags: dict, results) -> None:
         results.put((tags.get("dagster/partition", "all"), result.success, result.run_id))
 
 
-def step_window(instance, run_id: str) -> tuple[float, float]:
+def step_window(instance, run_id: str, step_key: str | None = None) -> tuple[float, float]:
+    """When the run's steps (or the one step) started and last succeeded."""
     records = instance.get_records_for_run(
         run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}).records
-    stamps = [r.event_log_entry.timestamp for r in records]
+    stamps = [r.event_log_entry.timestamp for r in records
+              if step_key is None or r.event_log_entry.step_key == step_key]
     return min(stamps), max(stamps)
 
 
 def test_one_refresh_per_city_at_a_time_and_a_full_refresh_beside_a_city(city_entries):
     """Two refreshes of Vallejo, one of Napa and one of every city, started at the same
-    moment: all succeed, and two runs that share a city never overlap (the later one waits)."""
+    moment: all succeed, two runs that share a city never overlap (the later one waits), and
+    their dbt builds of the same marts take turns (the pool `warehouse_dbt`)."""
     with dg.DagsterInstance.get() as instance:
         every_city = instance.get_dynamic_partitions("cities")
     whole_range = {"dagster/asset_partition_range_start": every_city[0],
@@ -152,3 +159,8 @@ def test_one_refresh_per_city_at_a_time_and_a_full_refresh_beside_a_city(city_en
         spans = sorted(windows[r] for r in runs)
         for earlier, later in zip(spans, spans[1:], strict=False):
             assert earlier[1] <= later[0], f"two refreshes of one city overlapped: {spans}"
+    with dg.DagsterInstance.get() as instance:
+        builds = sorted(step_window(instance, run_id, "warehouse_dbt_models")
+                        for _, _, run_id in outcomes)
+    for earlier, later in zip(builds, builds[1:], strict=False):
+        assert earlier[1] <= later[0], f"two dbt builds overlapped: {builds}"
