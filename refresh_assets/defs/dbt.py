@@ -99,6 +99,9 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[st
     exclude=SNAPSHOT_MODEL,
     dagster_dbt_translator=translator,
     pool=WAREHOUSE_DBT_POOL,
+    # Before the change report when both are ready (one process runs a city's steps one
+    # by one): the marts are what people wait for.
+    op_tags={"dagster/priority": "1"},
 )
 def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Builds the selected dbt models (every model but the daily snapshots)."""

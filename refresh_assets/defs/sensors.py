@@ -10,6 +10,7 @@ import dagster as dg
 
 from refresh_assets.defs.dbt import warehouse_dbt_models
 from refresh_assets.defs.entries import fiscal_entries
+from refresh_assets.defs.exports import city_exports
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.projections import projections, statewide_growth_medians
 from refresh_assets.defs.reports import change_report
@@ -35,14 +36,17 @@ CITY_DBT_MODELS = (CITY_ASSETS.downstream() & _AUTOMATED_DBT_MODELS).upstream() 
 
 refresh_city_job = dg.define_asset_job(
     name="refresh_city",
-    selection=CITY_ASSETS | CITY_DBT_MODELS,
-    description="Ingest, validate, score and project one city, then rebuild the dbt models "
-                "it feeds.",
+    # The city's export reads the marts, so it comes last, in the same run: automation
+    # exports only after refreshes whose run did not export (defs/exports.py).
+    selection=CITY_ASSETS | CITY_DBT_MODELS | dg.AssetSelection.assets(city_exports),
+    description="Ingest, validate, score and project one city, rebuild the dbt models it "
+                "feeds, then export it.",
 )
 
-# An entry shows in the marts within seconds of being saved: the sensor ticks every 5 s
-# (a listing of the entries folder and the instance's known cities, a few ms).
-ENTRY_SENSOR_INTERVAL_SECONDS = 5
+# An entry shows in the marts within seconds of being saved: the sensor ticks every 2 s.
+# A tick stats the entries folder's files and reads the cursor: 0.1 s for 2,000 files
+# (benchmarks/RESULTS.md, entries sensor).
+ENTRY_SENSOR_INTERVAL_SECONDS = 2
 
 
 @dg.sensor(job=refresh_city_job, minimum_interval_seconds=ENTRY_SENSOR_INTERVAL_SECONDS,
