@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from refresh_assets.defs.dbt import warehouse_dbt_models
+from refresh_assets.defs.dbt import CITY_REFRESH_JOB, warehouse_dbt_models
 from refresh_assets.defs.entries import fiscal_entries
 from refresh_assets.defs.exports import city_exports
 from refresh_assets.defs.partitions import city_partitions
@@ -35,7 +35,7 @@ _AUTOMATED_DBT_MODELS = dg.AssetSelection.assets(
 CITY_DBT_MODELS = (CITY_ASSETS.downstream() & _AUTOMATED_DBT_MODELS).upstream() & _AUTOMATED_DBT_MODELS
 
 refresh_city_job = dg.define_asset_job(
-    name="refresh_city",
+    name=CITY_REFRESH_JOB,
     # The city's export reads the marts, so it comes last, in the same run: automation
     # exports only after refreshes whose run did not export (defs/exports.py).
     selection=CITY_ASSETS | CITY_DBT_MODELS | dg.AssetSelection.assets(city_exports),
