@@ -5,11 +5,16 @@ closing summary of what happened to each city, read from ops.refresh_operations.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,14 +25,22 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from refresh_assets.lib.cities import CITY_PARTITIONS, city_keys_with_data
-from refresh_assets.lib.database import ServerAddress, warehouse_connection
+from refresh_assets.lib.database import (
+    DatabaseUnavailable,
+    ServerAddress,
+    check_reachable,
+    warehouse_connection,
+)
 from refresh_assets.lib.refresh_outcomes import FAILURE, record_failures, run_outcomes
 from refresh_assets.lib.run_tags import TRIGGER
+from refresh_assets.lib.runtime import unavailable_message
 from refresh_assets.settings import PROJECT_DIR, Settings
 
 MAIN_JOB = "refresh_all"
 INVOCATION_TAG = "refresh/invocation"  # finds the run this command started
+HOST_TAG = "refresh/host"  # the machine whose job process runs it
 POLL_SECONDS = 0.5
+STOP_SECONDS = 10  # for the job to end once told to
 
 
 @dataclass(frozen=True)
@@ -76,10 +89,11 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
     from dagster import DagsterEventType, DagsterInstance, RunsFilter
 
     cities = register_cities(settings)
+    _close_interrupted_runs(address)
     invocation = uuid.uuid4().hex
     tags = {"dagster/asset_partition_range_start": cities[0],
             "dagster/asset_partition_range_end": cities[-1],
-            TRIGGER: "manual", INVOCATION_TAG: invocation}
+            TRIGGER: "manual", INVOCATION_TAG: invocation, HOST_TAG: socket.gethostname()}
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_file = logs / f"{MAIN_JOB}-{datetime.now():%Y%m%d-%H%M%S}.log"
@@ -87,7 +101,7 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute",
                "-m", "refresh_assets.definitions", "-j", MAIN_JOB, "--tags", json.dumps(tags)]
     started = time.perf_counter()
-    with log_file.open("w") as log:
+    with log_file.open("w") as log, _root_logging_to(log):
         process = subprocess.Popen(command, cwd=PROJECT_DIR, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         copier = threading.Thread(target=_copy_lines, args=(process.stdout, log, verbose))
@@ -98,29 +112,36 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
                             TextColumn("{task.fields[detail]:<18}"),
                             TextColumn("{task.fields[state]:<8}"), TimeElapsedColumn(),
                             console=console, disable=verbose, transient=False)
-        run_id, cursor, lines = None, None, {}
+        run_id, cursor, lines, more, lost = None, None, {}, False, None
         with DagsterInstance.get() as instance, progress:
             while True:
                 finished = process.poll() is not None
-                if run_id is None:
-                    records = instance.get_run_records(RunsFilter(tags={INVOCATION_TAG: invocation}),
-                                                       limit=1)
-                    run_id = records[0].dagster_run.run_id if records else None
-                if run_id is not None:
-                    page = instance.get_records_for_run(run_id, cursor=cursor,
-                                                        of_type={DagsterEventType.STEP_START,
-                                                                 DagsterEventType.STEP_SUCCESS,
-                                                                 DagsterEventType.STEP_FAILURE,
-                                                                 DagsterEventType.ASSET_MATERIALIZATION})
-                    cursor = page.cursor
-                    for record in page.records:
-                        _show_step(progress, lines, record.event_log_entry, len(cities))
-                if finished and (run_id is None or not page.has_more):
+                if lost is None:
+                    try:
+                        if run_id is None:
+                            records = instance.get_run_records(
+                                RunsFilter(tags={INVOCATION_TAG: invocation}), limit=1)
+                            run_id = records[0].dagster_run.run_id if records else None
+                        if run_id is not None:
+                            page = instance.get_records_for_run(
+                                run_id, cursor=cursor, of_type={
+                                    DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
+                                    DagsterEventType.STEP_FAILURE,
+                                    DagsterEventType.ASSET_MATERIALIZATION})
+                            cursor, more = page.cursor, page.has_more
+                            for record in page.records:
+                                _show_step(progress, lines, record.event_log_entry, len(cities))
+                    except _database_errors() as exc:
+                        lost = exc
+                        _stop_if_unreachable(process, address)
+                if finished and (lost is not None or run_id is None or not more):
                     break
                 time.sleep(POLL_SECONDS)
         copier.join()
     seconds = time.perf_counter() - started
-    status, error = _run_status(run_id)
+    if lost is not None:
+        _fail_unless_reachable(settings, address, run_id, lines)
+    status, error = _run_status(run_id, address)
     outcomes = pd.DataFrame(columns=["city_key", "status", "stage", "error"])
     if run_id is not None:
         with warehouse_connection(address) as conn:
@@ -136,6 +157,8 @@ def run_main_job(settings: Settings, address: ServerAddress, verbose: bool) -> R
 @dataclass
 class _StepLine:
     task: int
+    label: str
+    done: bool = False
     cities: int = 0  # materializations of city partitions seen
     assets: int = 0  # materializations without a partition (the medians, dbt models)
 
@@ -148,7 +171,7 @@ def _show_step(progress: Progress, lines: dict[str, _StepLine], entry, cities: i
     step, event = entry.step_key, entry.dagster_event
     if step not in lines:
         lines[step] = _StepLine(progress.add_task(_step_label(step), total=cities,
-                                                  detail="", state="running"))
+                                                  detail="", state="running"), _step_label(step))
     line = lines[step]
     if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
         if event.partition:
@@ -157,6 +180,7 @@ def _show_step(progress: Progress, lines: dict[str, _StepLine], entry, cities: i
             line.assets += 1
     elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
         progress.stop_task(line.task)
+        line.done = True
     state = {DagsterEventType.STEP_SUCCESS: "done",
              DagsterEventType.STEP_FAILURE: "FAILED"}.get(event.event_type)
     detail = (f"{line.cities}/{cities} cities" if line.cities
@@ -165,20 +189,126 @@ def _show_step(progress: Progress, lines: dict[str, _StepLine], entry, cities: i
                     **({"state": state} if state else {}))
 
 
-def _run_status(run_id: str | None) -> tuple[str, str | None]:
-    """The run's final status, and its failure message if it failed."""
+def _run_status(run_id: str | None, address: ServerAddress) -> tuple[str, str | None]:
+    """The run's final status, and its failure message if it failed. Its process has ended:
+    a run it left unfinished (the database went away while it ran) is marked failed."""
     from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
     if run_id is None:
         return "NOT STARTED", "the run did not start: see the event log"
     with DagsterInstance.get() as instance:
         run = instance.get_run_by_id(run_id)
+        if not run.is_finished:
+            _close_run(instance, address, run)
+            run = instance.get_run_by_id(run_id)
         if run.status != DagsterRunStatus.FAILURE:
             return run.status.value, None
         failures = instance.get_records_for_run(
             run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}).records
         messages = [r.event_log_entry.dagster_event.message or "" for r in failures]
         return run.status.value, next((m for m in messages if m), "the run failed")
+
+
+INTERRUPTED = ("interrupted: the run's process ended before recording its end (the database "
+               "went away under it?); its cities keep their last complete results until "
+               "`refresh-assets materialize` refreshes them")
+
+
+def _database_errors() -> tuple[type[Exception], ...]:
+    """What Dagster's storage and psycopg2 raise when the database server goes away."""
+    import psycopg2
+    import sqlalchemy.exc
+    from dagster_postgres.utils import DagsterPostgresException
+
+    return (DagsterPostgresException, sqlalchemy.exc.OperationalError, psycopg2.OperationalError,
+            DatabaseUnavailable)
+
+
+@contextmanager
+def _root_logging_to(log) -> Iterator[None]:
+    """Library warnings (dagster-postgres's "Retrying failed database connection", one per
+    retry) go to the event log file beside the job's, not between the progress lines."""
+    handler = logging.StreamHandler(log)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def _stop_if_unreachable(process: subprocess.Popen, address: ServerAddress) -> None:
+    """Stops the job when its database is gone: its steps' transactions and its cities' locks
+    went with the server, so it must not go on (it would only retry its event writes)."""
+    try:
+        check_reachable(address)
+    except DatabaseUnavailable:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _fail_unless_reachable(settings: Settings, address: ServerAddress, run_id: str | None,
+                           lines: dict[str, _StepLine]) -> None:
+    """One line when the database went away during the run and is still away: which run,
+    at which step, and what to do."""
+    try:
+        check_reachable(address)
+    except DatabaseUnavailable as exc:
+        at = ", ".join(line.label for line in lines.values() if not line.done) or "its start"
+        raise click.ClickException(
+            f"the database went away during run {run_id or '(not created)'} (at {at}): "
+            f"{unavailable_message(settings, exc)}, then run `refresh-assets materialize` "
+            "again; the marts keep the last complete refresh") from None
+
+
+def _close_run(instance, address: ServerAddress, run) -> None:
+    """Marks failed a run whose process ended without recording its end, with every city
+    it started and did not finish, so neither the UI nor marts.refresh_status shows it
+    running for ever."""
+    instance.report_run_failed(run, INTERRUPTED)
+    with warehouse_connection(address) as conn, conn.cursor() as cur:
+        cur.execute("select city_key from ops.refresh_runs where run_id = %s", (run.run_id,))
+        started = [key for (key,) in cur.fetchall()]
+        record_failures(conn, run.run_id, "manual", "run", pd.DataFrame(
+            {"city_key": started, "city": started, "error": INTERRUPTED}))
+
+
+def _process_alive(pid: int, invocation: str) -> bool:
+    """Whether the job process `pid` of this machine still runs that invocation (not a later
+    process that got its pid)."""
+    if Path("/proc/self").exists():
+        try:
+            return invocation.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _close_interrupted_runs(address: ServerAddress) -> None:
+    """Closes the runs an earlier `materialize` of this machine left unfinished: its job
+    process is gone (the command was killed, or the database was still away when it ended)."""
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+
+    unfinished = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    with DagsterInstance.get() as instance:
+        for record in instance.get_run_records(RunsFilter(
+                job_name=MAIN_JOB, statuses=unfinished, tags={HOST_TAG: socket.gethostname()})):
+            run = record.dagster_run
+            start = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START,
+                                                 limit=1).records
+            pid = start[0].event_log_entry.dagster_event.pid if start else None
+            if pid is not None and not _process_alive(pid, run.tags[INVOCATION_TAG]):
+                _close_run(instance, address, run)
+                click.echo(f"      run {run.run_id} of an earlier `materialize` was left "
+                           "unfinished: marked failed (interrupted)")
 
 
 def print_summary(summary: RunSummary, address: ServerAddress) -> None:
