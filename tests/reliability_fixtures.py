@@ -1,20 +1,25 @@
 """What the reliability tests share: the Dagster instance and the warehouse of an environment
 made by `own_instance` (tests/ui_fixtures.py), read from the test process as the CLI and
-the daemon see them."""
+the daemon see them, and the Dagster daemon run on its own, to be killed and started again."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
 
 from refresh_assets.lib.runtime import runtime_environment, server_address
-from refresh_assets.settings import load_settings
+from refresh_assets.settings import PROJECT_DIR, load_settings
+from tests.conftest import VENV_BIN
 
 
 @contextmanager
@@ -51,3 +56,50 @@ def wait_until(what: str, probe: Callable[[], object], timeout: float,
             return value
         time.sleep(interval)
     pytest.fail(f"no {what} within {timeout:.0f} s; seen: {seen()!r}")
+
+
+def daemon_environment(env: dict[str, str], **extra: str) -> dict[str, str]:
+    """`env` with what the CLI exports for Dagster (the instance, the database), then `extra`."""
+    settings = load_settings(env)
+    return {**env, **runtime_environment(settings, server_address(settings)), **extra}
+
+
+class Daemon:
+    """`dagster-daemon run` over the project's workspace, as a service manager runs it (the
+    sensors, schedules, run queue and monitoring of `refresh-assets ui` without the webserver),
+    in a process group of its own with the code server it starts and the runs it launches."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.log = log
+        with log.open("a") as output:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=PROJECT_DIR,
+                env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL to the daemon alone, as a crash or the OOM killer ends it: no clean shutdown.
+        Its code server stays until its runs end (then misses the daemon's heartbeat and stops)."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop_all(self) -> None:
+        """SIGKILL to whatever is left of its process group."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n--- tail of the daemon log ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def running_daemon(env: dict[str, str], log: Path) -> Iterator[Daemon]:
+    daemon = Daemon(env, log)
+    try:
+        yield daemon
+    finally:
+        daemon.stop_all()

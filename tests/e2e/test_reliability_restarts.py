@@ -5,29 +5,51 @@ was lost and nothing done twice.
    operator runs it) and started again: the command ends with one line saying what happened
    and what to do, the marts keep the last complete refresh meanwhile, the next
    `materialize` closes the interrupted run (failed, with its cities) and completes, and
-   then every city's marts match its stored inputs."""
+   then every city's marts match its stored inputs.
+2. The Dagster daemon (`dagster-daemon run`, as a service manager runs it) killed with
+   SIGKILL between ticks and again during a run, and started again each time, with entry
+   files written and a served finance page changed while it was down: the sensors' cursors
+   are kept, each city gets one run per distinct change, each new document one run and one
+   email (a real SMTP server), and the run the kill interrupted ends (its worker outlives
+   the daemon) and is never launched again."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 import pytest
+from dagster._core.scheduler.instigation import TickStatus  # not exported by dagster
 
 from refresh_assets.lib.entries import EntryFile, known_figures, write_entry_file
 from refresh_assets.lib.fiscal_store import load_validated
+from refresh_assets.lib.run_tags import CITY as CITY_TAG
+from refresh_assets.lib.runtime import server_address
 from refresh_assets.lib.scoring import score_cities
-from refresh_assets.settings import PROJECT_DIR
+from refresh_assets.settings import PROJECT_DIR, load_settings
+from tests import http_fixtures
 from tests.conftest import VENV_BIN, run_cli
-from tests.reliability_fixtures import instance_of, rows, wait_until, warehouse_url
+from tests.integration.test_source_documents import REGISTRY, finance_page, ingest_published_rows
+from tests.reliability_fixtures import (
+    daemon_environment,
+    instance_of,
+    rows,
+    running_daemon,
+    wait_until,
+    warehouse_url,
+)
+from tests.smtp_fixtures import smtp_server
 from tests.ui_fixtures import own_instance
 
+served_site = http_fixtures.served_site
 pytestmark = pytest.mark.e2e
 
 # The marts a city's refresh rebuilds (tables) or reads through (the forecast views), and the
@@ -203,3 +225,161 @@ def assert_city_matches_its_inputs(url: str, completed: str) -> None:
                      " where city_key = %s group by 1, 2", CITY_KEY) == [(completed, YEAR, 30)]
     assert rows(url, "select distinct entry_version from marts.city_forecast_summary"
                      " where city = %s", CITY) == [(version,)]
+
+
+# -- 2. the daemon killed and started again -----------------------------------------------------
+
+DOCUMENTS_CITY, PAGE = "Martinez", "/martinez/finance"
+ENTERED = ("Comprehensive Annual Financial Report FY 2019-20", "/docs/martinez-cafr-2020.pdf")
+FIRST_DOCUMENT = ("Annual Comprehensive Financial Report FY 2021-22", "/docs/martinez-acfr-2022.pdf")
+SECOND_DOCUMENT = ("Annual Comprehensive Financial Report FY 2022-23", "/docs/martinez-acfr-2023.pdf")
+NOTICE = "New ACFR to enter: Martinez, fiscal year {}"
+ENTRY_SENSOR, SOURCE_SENSOR = "entry_files_sensor", "source_documents_sensor"
+DAEMON_SECONDS = 240  # a daemon start (the code location loads) and a run, on a busy machine
+
+
+def sensor_states(instance: dg.DagsterInstance) -> dict:
+    return {state.instigator_name: state for state in instance.all_instigator_state()
+            if state.instigator_name in (ENTRY_SENSOR, SOURCE_SENSOR)}
+
+
+def sensor_cursors(instance: dg.DagsterInstance) -> dict[str, str | None]:
+    return {name: state.instigator_data.cursor for name, state in sensor_states(instance).items()}
+
+
+def ticks_since(instance: dg.DagsterInstance, sensor: str, since: float) -> int:
+    """The sensor's completed ticks that started after `since` (a Unix time)."""
+    state = sensor_states(instance)[sensor]
+    return sum(tick.status != TickStatus.STARTED for tick in instance.get_ticks(
+        state.instigator_origin_id, state.selector_id, after=since))
+
+
+def runs(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
+    return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name=job))]
+
+
+def runs_by_city(instance: dg.DagsterInstance, job: str) -> dict[str, list[dg.DagsterRun]]:
+    by_city: dict[str, list[dg.DagsterRun]] = {}
+    for run in runs(instance, job):
+        by_city.setdefault(run.tags.get(CITY_TAG), []).append(run)
+    return by_city
+
+
+def in_progress(instance: dg.DagsterInstance) -> list[str]:
+    """Runs launched and not ended (queued ones wait for the next daemon, harmlessly)."""
+    return [f"{r.dagster_run.job_name} {r.dagster_run.status.value}" for r in instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                                dg.DagsterRunStatus.CANCELING]))]
+
+
+def notices(inbox, fiscal_year: int) -> int:
+    return inbox.subjects().count(NOTICE.format(fiscal_year))
+
+
+def file_states(cursor: str) -> dict[str, list]:
+    return json.loads(cursor)
+
+
+def write_benicia_entry(entries: Path) -> None:
+    write_entry_file(entries, EntryFile(
+        city="Benicia", fiscal_year=2019, source={"title": "Benicia ACFR FY2018-19"},
+        entered_by="test", entered_at="2026-11-24T09:00:00Z",
+        figures=known_figures(entries, "Benicia", 2019)))
+
+
+def test_daemon_killed_between_ticks_and_during_a_run_keeps_cursors_and_does_nothing_twice(
+        served_site, tmp_path):
+    with own_instance(tmp_path) as env, smtp_server() as (inbox, smtp_port):
+        entries = Path(env["REFRESH_ENTRIES_DIR"])
+        shutil.copytree(PROJECT_DIR / "entries" / "vallejo", entries / CITY_KEY)
+        served_site.route(PAGE, finance_page(FIRST_DOCUMENT, ENTERED), headers={"ETag": '"first"'})
+        Path(env["REFRESH_SOURCES_FILE"]).write_text(REGISTRY.format(
+            cities=f"  {DOCUMENTS_CITY}:\n    finance_pages: [{served_site.url(PAGE)}]"))
+        run_cli("dbt", "prepare", env=env)  # the database first, as `refresh-assets ui` does
+        # 2017-2020 are entered: only the later reports on the page are new.
+        ingest_published_rows(server_address(load_settings(env)), DOCUMENTS_CITY)
+        daemon_env = daemon_environment(
+            env, REFRESH_SMTP_HOST="127.0.0.1", REFRESH_SMTP_PORT=str(smtp_port),
+            REFRESH_SMTP_SECURITY="none", REFRESH_SMTP_SENDER="refresh@example.org",
+            REFRESH_SMTP_RECIPIENTS="cfo@example.org", REFRESH_SMTP_OPERATORS="ops@example.org")
+        log = tmp_path / "daemon.log"
+
+        with instance_of(env) as instance:
+            def settled(daemon, what, probe):
+                return wait_until(what, lambda: (probe() and not in_progress(instance))
+                                  or not daemon.alive(), DAEMON_SECONDS,
+                                  lambda: (in_progress(instance), inbox.subjects(),
+                                           daemon.log_tail()))
+
+            # The first daemon: Vallejo's files and the page's new report, once each.
+            with running_daemon(daemon_env, log) as daemon:
+                settled(daemon, "Vallejo's refresh and the first document's email", lambda: (
+                    [r.status for r in runs(instance, "refresh_city")] == [dg.DagsterRunStatus.SUCCESS]
+                    and notices(inbox, 2022) == 1))
+                assert daemon.alive(), daemon.log_tail()
+                # Between ticks: right after one of the entry sensor's (every 5 s) ends.
+                just_now = time.time()
+                wait_until("an entry sensor tick", lambda: ticks_since(instance, ENTRY_SENSOR, just_now),
+                           60)
+                before_kill = sensor_cursors(instance)
+                daemon.kill()
+                assert sensor_cursors(instance) == before_kill
+
+            # While it is down: a new city's entry file, and a new report on the page.
+            write_benicia_entry(entries)
+            served_site.route(PAGE, finance_page(SECOND_DOCUMENT, FIRST_DOCUMENT, ENTERED),
+                              headers={"ETag": '"second"'})
+
+            # The second daemon, killed while it runs Benicia's refresh.
+            with running_daemon(daemon_env, log) as daemon:
+                [interrupted] = wait_until("Benicia's refresh running", lambda: [
+                    r for r in runs_by_city(instance, "refresh_city").get("benicia", [])
+                    if r.status == dg.DagsterRunStatus.STARTED], DAEMON_SECONDS, daemon.log_tail)
+                daemon.kill()
+                # Its run worker, and any other run launched, end without the daemon.
+                wait_until("the launched runs' end", lambda: not in_progress(instance),
+                           DAEMON_SECONDS, lambda: in_progress(instance))
+            assert instance.get_run_by_id(interrupted.run_id).status == dg.DagsterRunStatus.SUCCESS
+
+            # While it is down again: Vallejo's base year corrected.
+            correct_city_revenues(entries)
+
+            # The third daemon: the correction once; the second report once, whenever its
+            # tick came; and nothing more at its next ticks.
+            with running_daemon(daemon_env, log) as daemon:
+                settled(daemon, "Vallejo's second refresh and the second document's email", lambda: (
+                    len(runs_by_city(instance, "refresh_city")[CITY_KEY]) == 2
+                    and notices(inbox, 2023) == 1))
+                quiet_from = time.time()
+                wait_until("a source check and an entry tick more", lambda: (
+                    ticks_since(instance, SOURCE_SENSOR, quiet_from)
+                    and ticks_since(instance, ENTRY_SENSOR, quiet_from)), 90)
+                settled(daemon, "the end of any run those ticks started", lambda: True)
+                assert daemon.alive(), daemon.log_tail()
+                after = sensor_cursors(instance)
+                refreshes = runs_by_city(instance, "refresh_city")
+                documents = runs_by_city(instance, "source_documents")
+
+        # Cursors kept across both kills: every file unchanged since has the state it had.
+        kept, now = file_states(before_kill[ENTRY_SENSOR]), file_states(after[ENTRY_SENSOR])
+        assert {path for path in kept if kept[path] != now.get(path)} == {f"{CITY_KEY}/{YEAR}.yaml"}
+        assert set(now) - set(kept) == {"benicia/2019.yaml"}
+        dispatched = [json.loads(c[SOURCE_SENSOR])["dispatched_through"] for c in (before_kill, after)]
+        assert 0 < dispatched[0] < dispatched[1]
+
+        # One run per distinct change, each ended in success; one per new document.
+        assert {city: sorted(r.status.value for r in city_runs) for city, city_runs in refreshes.items()
+                } == {CITY_KEY: ["SUCCESS", "SUCCESS"], "benicia": ["SUCCESS"]}
+        assert len({r.tags["dagster/run_key"] for r in refreshes[CITY_KEY]}) == 2
+        assert {city: [r.status.value for r in city_runs] for city, city_runs in documents.items()
+                } == {"martinez": ["SUCCESS", "SUCCESS"]}
+
+        # One email per document, and no email sent twice.
+        assert [notices(inbox, year) for year in (2022, 2023)] == [1, 1]
+        url = warehouse_url(env)
+        assert rows(url, "select count(*), count(distinct notification_id) from ops.refresh_notifications"
+                         " where city_key = 'martinez' and email_status = 'sent'") == [(2, 2)]
+        stakeholder = [m for e, m in zip(inbox.envelopes, inbox.messages(), strict=True)
+                       if e.rcpt_tos == ["cfo@example.org"]]
+        assert rows(url, "select count(*), count(distinct run_id) from ops.notifications"
+                         " where status = 'sent'") == [(len(stakeholder), len(stakeholder))]
