@@ -5,7 +5,9 @@ its own (k8s_job_executor), chosen by REFRESH_STEP_EXECUTOR.
 deploy/kubernetes/values.yaml: a full refresh's steps then get their own pods, memory and
 restarts. It is meant for the main job (refresh_all) only: a city's refresh stays in its run's
 process, since a pod per step would add a pod's start-up to each of its steps, and an entry
-reaches the marts in seconds only without it."""
+reaches the marts in seconds only without it. With a pod per step, resources (the city locks
+among them) are set up for each step rather than once per run: docs/KUBERNETES.md says what
+that changes."""
 
 from collections.abc import Mapping
 from typing import Any
