@@ -18,7 +18,7 @@ from refresh_assets.defs.resources import SourceFilesResource
 from refresh_assets.defs.risk import risk_scores
 from refresh_assets.defs.validation import validated_fiscal_data
 from refresh_assets.lib.entry_watch import scan_entries
-from refresh_assets.lib.run_tags import CHANGED_FILES, CITY, TRIGGER
+from refresh_assets.lib.run_tags import CHANGED_FILES, CITY, ONE_CITY_MAX_RUNTIME, TRIGGER
 
 # The statewide median (all cities, ~0.1 s) is recomputed in every city's run so the
 # city's projection always reads a current one.
@@ -41,6 +41,7 @@ refresh_city_job = dg.define_asset_job(
     selection=CITY_ASSETS | CITY_DBT_MODELS | dg.AssetSelection.assets(city_exports),
     description="Ingest, validate, score and project one city, rebuild the dbt models it "
                 "feeds, then export it.",
+    tags=ONE_CITY_MAX_RUNTIME,
 )
 
 # An entry shows in the marts within seconds of being saved: the sensor ticks every 2 s.

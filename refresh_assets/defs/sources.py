@@ -18,7 +18,7 @@ from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import SmtpResource, SourceRegistryResource, WarehouseResource
 from refresh_assets.lib.cities import known_cities
 from refresh_assets.lib.notify import EmailError, SmtpSettingsError, send_html
-from refresh_assets.lib.run_tags import CITY, TRIGGER
+from refresh_assets.lib.run_tags import CITY, ONE_CITY_MAX_RUNTIME, TRIGGER
 from refresh_assets.lib.sources.checking import CheckResult, check_sources, fetch_policy
 from refresh_assets.lib.sources.fetching import FetchError, PoliteFetcher
 from refresh_assets.lib.sources.notifications import DocumentNotice, compose_notice
@@ -144,6 +144,7 @@ source_documents_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(SOURCE_DOCUMENTS),
     partitions_def=city_partitions,
     description="Store and announce a city's newly found source documents.",
+    tags=ONE_CITY_MAX_RUNTIME,
 )
 
 

@@ -5,6 +5,12 @@ CITY = "refresh/city"
 TRIGGER = "refresh/trigger"  # sensor, schedule or manual
 REQUESTED_BY = "refresh/requested_by"
 CHANGED_FILES = "refresh/changed_files"
+# Dagster's own: the daemon's run monitoring fails a run still going after this many seconds,
+# which is how a run whose process died leaves the queue (dagster.yaml, run_monitoring).
+MAX_RUNTIME = "dagster/max_runtime"
+# A city's refresh takes seconds, a city's source documents a minute at most: fifteen minutes
+# is a run that will not end by itself.
+ONE_CITY_MAX_RUNTIME = {MAX_RUNTIME: "900"}
 
 
 def refresh_trigger(tags: dict[str, str]) -> str:

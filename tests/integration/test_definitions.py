@@ -108,6 +108,9 @@ def test_jobs_and_the_sensors(defs):
     assert all(graph.get(key).automation_condition is not None
                for key in city_job if key.path[0] in ("staging", "intermediate", "marts"))
     assert defs.resolve_sensor_def("entry_files_sensor").job_name == "refresh_city"
+    # The daemon fails a one-city run still going after 15 minutes: its process died.
+    for one_city in ("refresh_city", "source_documents"):
+        assert defs.resolve_job_def(one_city).tags["dagster/max_runtime"] == "900"
     automation = defs.resolve_sensor_def("marts_automation")
     assert automation.default_status == dg.DefaultSensorStatus.RUNNING
     failures = defs.resolve_sensor_def("refresh_failure_sensor")
