@@ -87,6 +87,7 @@ def source_documents(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         context.log.error(f"operator emails not sent: {exc}")
     emailed = failed = stored = 0
     handled = []
+    download_errors: list[tuple[str, int, str]] = []
     with PoliteFetcher(fetch_policy(registry)) as fetcher, warehouse.connection() as conn:
         for city in context.partition_keys:
             documents = city_documents_to_handle(conn, city)
@@ -95,10 +96,13 @@ def source_documents(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                     try:
                         kept = fetcher.download(doc.url, Path(source_registry.documents_dir))
                     except FetchError as exc:
+                        off_site = exc.kind in OFF_SITE
                         record_download(conn, doc.document_id,
-                                        "not_allowed" if exc.kind in OFF_SITE else "failed",
-                                        error=str(exc))
-                        context.log.warning(str(exc))
+                                        "not_allowed" if off_site else "failed", error=str(exc))
+                        # A documents folder full or unwritable is the operator's to fix.
+                        (context.log.error if exc.kind == "storage" else context.log.warning)(str(exc))
+                        if not off_site:
+                            download_errors.append((city, int(doc.fiscal_year), str(exc)))
                     else:
                         record_download(conn, doc.document_id, "stored", sha256=kept.sha256,
                                         path=str(kept.path), size=kept.bytes)
@@ -135,6 +139,9 @@ def source_documents(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         "emails_sent": emailed,
         "emails_failed": failed,
         "documents_stored": stored,
+        "downloads_failed": len(download_errors),
+        "download_errors": _markdown(pd.DataFrame(download_errors,
+                                                  columns=["city_key", "fiscal_year", "error"])),
         **source_meta,
     })
 

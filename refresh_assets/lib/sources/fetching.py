@@ -9,6 +9,7 @@ hop, so that every hop is checked against the allowed hosts and robots.txt and w
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import mimetypes
@@ -246,9 +247,10 @@ class PoliteFetcher:
         except OSError as error:
             raise _storage_error(url, documents_dir, error) from error
         temp = Path(temp_name)
+        handle = os.fdopen(fd, "wb")
         headers = {"Accept": _accept(self.policy.document_content_types)}
         try:
-            with os.fdopen(fd, "wb") as handle, self._get(url, headers) as response:
+            with self._get(url, headers) as response:
                 self._require_success(url, response)
                 media_type = self._require_type(url, response, self.policy.document_content_types,
                                                 "document")
@@ -258,6 +260,7 @@ class PoliteFetcher:
                 try:
                     handle.flush()
                     os.fsync(handle.fileno())
+                    handle.close()
                 except OSError as error:
                     raise _storage_error(url, documents_dir, error) from error
             target = folder / sha256[:2] / f"{sha256}{mimetypes.guess_extension(media_type) or ''}"
@@ -270,6 +273,10 @@ class PoliteFetcher:
             except OSError as error:
                 raise _storage_error(url, documents_dir, error) from error
         finally:
+            # A write that failed (a full disk) leaves bytes in the file's buffer, and closing
+            # it fails on them again: the first error is the one reported, the file goes anyway.
+            with contextlib.suppress(OSError):
+                handle.close()
             temp.unlink(missing_ok=True)
         return StoredDocument(url=url, sha256=sha256, path=target, bytes=size, content_type=media_type,
                               final_url=final_url)
@@ -509,7 +516,15 @@ def _storage_writer(url: str, documents_dir: Path, handle: IO[bytes]) -> Callabl
 
 
 def _storage_error(url: str, documents_dir: Path, error: OSError) -> FetchError:
-    advice = ("free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "free some space"
+    elif error.errno == errno.EFBIG:
+        advice = ("the document is over the largest file allowed there (the file system's limit or "
+                  "the process's `ulimit -f`): raise it")
+    elif error.errno in (errno.ENOTDIR, errno.EEXIST):
+        advice = "a file stands where a folder is needed: move it away"
+    else:
+        advice = "make it writable"
     return FetchError(url, "storage",
                       f"{url}: cannot write to {documents_dir}: {error.strerror or error}; {advice} or set "
                       "REFRESH_DOCUMENTS_DIR", transient=error.errno in (errno.ENOSPC, errno.EDQUOT))
