@@ -66,5 +66,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_refresh.py
 	$(BIN)/python benchmarks/bench_sources.py
 
+# A Celery worker for the main job's steps (docs/CELERY.md): Redis on this machine unless
+# REFRESH_CELERY_BROKER says otherwise; the runs need REFRESH_STEP_EXECUTOR=celery.
+.PHONY: celery-worker
+celery-worker: install
+	REFRESH_CELERY_BROKER=$${REFRESH_CELERY_BROKER:-redis://127.0.0.1:6379/0} $(BIN)/refresh-assets celery worker
+
 clean: stop
 	rm -rf .refresh dbt_project/target dbt_project/logs

@@ -3,6 +3,7 @@
 import click
 
 from refresh_assets.cli.bi import bi
+from refresh_assets.cli.celery import celery
 from refresh_assets.cli.db import db
 from refresh_assets.cli.entries import enter, entry_schema, validate
 from refresh_assets.cli.exports import export
@@ -42,3 +43,4 @@ main.add_command(notifications)
 main.add_command(ack)
 main.add_command(export)
 main.add_command(metrics)
+main.add_command(celery)
