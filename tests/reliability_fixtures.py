@@ -103,3 +103,19 @@ def running_daemon(env: dict[str, str], log: Path) -> Iterator[Daemon]:
         yield daemon
     finally:
         daemon.stop_all()
+
+
+def sensor_state(instance: dg.DagsterInstance, name: str):
+    """The instance's record of the sensor `name` (its cursor, the ids of its ticks), or None
+    before its first tick."""
+    return next((state for state in instance.all_instigator_state()
+                 if state.instigator_name == name), None)
+
+
+def unfinished_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Runs queued, starting, running or being canceled, as '<job> <run id> <status>'."""
+    return [f"{r.dagster_run.job_name} {r.dagster_run.run_id} {r.dagster_run.status.value}"
+            for r in instance.get_run_records(dg.RunsFilter(statuses=[
+                dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+                dg.DagsterRunStatus.CANCELING]))]
