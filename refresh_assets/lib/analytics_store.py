@@ -21,6 +21,7 @@ MEDIANS = sql.Identifier(ANALYTICS_SCHEMA, "statewide_growth_medians")
 PROJECTION_YEARS = sql.Identifier(ANALYTICS_SCHEMA, "projection_years")
 PROJECTION_SUMMARIES = sql.Identifier(ANALYTICS_SCHEMA, "projection_summaries")
 CURRENT_PROJECTIONS = sql.Identifier(ANALYTICS_SCHEMA, "current_projections")
+CURRENT_SCORES = sql.Identifier(ANALYTICS_SCHEMA, "current_scores")
 
 SCORE_TABLE_COLUMNS = ("run_id", "city_key", "city", "fiscal_year", "entry_version",
                        "methodology_version", "overall_points", "overall_risk",
@@ -46,8 +47,11 @@ def _with_keys(frame: pd.DataFrame, run_id: str) -> pd.DataFrame:
 
 
 def append_scores(conn, run_id: str, scores: pd.DataFrame) -> None:
+    """Appends a run's scores and makes it its cities' current scoring, in the caller's
+    transaction (the score marts are views over the current rows)."""
     with conn.cursor() as cur:
         copy_frame(cur, SCORES, _with_keys(scores, run_id), SCORE_TABLE_COLUMNS, "%.2f")
+        _point_at_run(cur, CURRENT_SCORES, "scored_at", sorted(set(scores["city"])), run_id)
 
 
 def append_priors(conn, run_id: str, priors: pd.DataFrame) -> None:
@@ -74,17 +78,22 @@ def append_projections(conn, run_id: str, yearly: pd.DataFrame, summary: pd.Data
     with conn.cursor() as cur:
         copy_frame(cur, PROJECTION_YEARS, _with_keys(yearly, run_id), YEAR_COLUMNS)
         copy_frame(cur, PROJECTION_SUMMARIES, _with_keys(summary, run_id), SUMMARY_COLUMNS)
-        # now() is the transaction's start: the projected_at of the rows just copied. A run
-        # that started earlier but commits later does not displace a newer one, as in the
-        # ranking of the history by time.
-        cur.execute(sql.SQL("""
-            insert into {pointer} as current (city_key, city, run_id, projected_at)
-            select unnest(%s::text[]), unnest(%s::text[]), %s, now()
-            on conflict (city_key) do update
-                set city = excluded.city, run_id = excluded.run_id,
-                    projected_at = excluded.projected_at
-                where current.projected_at <= excluded.projected_at
-        """).format(pointer=CURRENT_PROJECTIONS), ([city_key(c) for c in cities], cities, run_id))
+        _point_at_run(cur, CURRENT_PROJECTIONS, "projected_at", cities, run_id)
+
+
+def _point_at_run(cur, pointer: sql.Identifier, time_column: str, cities: Sequence[str],
+                  run_id: str) -> None:
+    """Makes `run_id` the current run of `cities` in a pointer table. now() is the
+    transaction's start: the time of the rows just copied. A run that started earlier but
+    commits later does not displace a newer one, as in the ranking of the history by time."""
+    cur.execute(sql.SQL("""
+        insert into {pointer} as current (city_key, city, run_id, {time})
+        select unnest(%s::text[]), unnest(%s::text[]), %s, now()
+        on conflict (city_key) do update
+            set city = excluded.city, run_id = excluded.run_id, {time} = excluded.{time}
+            where current.{time} <= excluded.{time}
+    """).format(pointer=pointer, time=sql.Identifier(time_column)),
+        ([city_key(c) for c in cities], list(cities), run_id))
 
 
 def _latest_runs(conn, table: sql.Identifier, time_column: str, city_keys: Sequence[str],

@@ -49,9 +49,9 @@ BAD_FILE = f"{FAILED}/2021.yaml"
 # How the test sorts each mart's rows of one city before comparing them with the files.
 SORT = {"scores": ("fiscal_year",), "forecast": ("scenario", "fiscal_year"),
         "validation_issues": ("source_path", "field", "rule"), "status": ()}
-TABLES = ("analytics.risk_scores", "analytics.current_projections", "analytics.projection_years",
-          "analytics.projection_summaries", "ops.refresh_operations", "ops.city_validations",
-          "ops.validation_results")
+TABLES = ("analytics.risk_scores", "analytics.current_scores", "analytics.current_projections",
+          "analytics.projection_years", "analytics.projection_summaries",
+          "ops.refresh_operations", "ops.city_validations", "ops.validation_results")
 CAUTIOUS = {"DBT_INDIRECT_SELECTION": "cautious"}
 
 
