@@ -33,12 +33,13 @@ from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
@@ -47,6 +48,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from refresh_assets.lib.cities import (
     CITY_LIST,
@@ -67,11 +69,30 @@ SCHEMA_FILE_NAME = "entry.schema.json"
 # own: `valuation_entries.py`); they are no ACFR entry files.
 VALUATION_FOLDER = "calpers"
 
+
+def _no_boolean_or_bytes(value: Any) -> Any:
+    """pydantic reads True as 1 and b"123" as 123 for an int; in a YAML file they are
+    `yes`/`on`/`true` and `!!binary`, never a number the operator meant."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a whole number, not a YAML "
+                                  "boolean (yes/no, true/false, on/off)")
+    if isinstance(value, (bytes, bytearray)):
+        raise PydanticCustomError("int_type", "Input should be a whole number, not binary "
+                                  "data (!!binary)")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_no_boolean_or_bytes)]
+# Years an entry may be for: California's cities date from 1850; beyond 2100 is a typo (the
+# value rules refuse years not yet audited). The bounds go before the validator, so the
+# JSON schema shows them as minimum and maximum.
+FiscalYear = Annotated[int, Field(ge=1850, le=2100), BeforeValidator(_no_boolean_or_bytes)]
+
 Figures = create_model(
     "Figures",
     __config__=ConfigDict(extra="forbid"),
     **{
-        f.name: (int | None if f.sql_type == "integer" else Decimal | None,
+        f.name: (WholeNumber | None if f.sql_type == "integer" else Decimal | None,
                  Field(default=None, description=f.meaning))
         for f in FIGURE_FIELDS
     },
@@ -100,7 +121,7 @@ class EntryFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     city: str = Field(min_length=1, description="City name as the State Auditor spells it.")
-    fiscal_year: int = Field(description="Year the fiscal year ends (FY2018-19 is 2019).")
+    fiscal_year: FiscalYear = Field(description="Year the fiscal year ends (FY2018-19 is 2019).")
     county: str | None = Field(default=None, description="County, without the word County.")
     source: SourceDocument
     entered_by: str = Field(min_length=1, description="Who transcribed the figures.")
@@ -253,7 +274,7 @@ def not_utf8_problem(file: str, content: bytes, error: UnicodeDecodeError) -> Pr
                    repr(content[max(0, error.start - 10):error.start + 10]))
 
 
-_YEAR = TypeAdapter(int)
+_YEAR = TypeAdapter(FiscalYear)
 
 
 def _identity_of(data: dict[str, Any]) -> tuple[str | None, int | None]:
@@ -272,9 +293,10 @@ def _salvage(data: dict[str, Any], city: str | None, fiscal_year: int | None, pa
     readable fiscal year the file name's (`2019.yaml`) places it; without either, the value
     rules cannot place the figures and are not run on them."""
     if fiscal_year is None:
-        if not path.stem.isdigit():
+        try:
+            fiscal_year = _YEAR.validate_python(path.stem if path.stem.isdigit() else None)
+        except ValidationError:
             return None
-        fiscal_year = int(path.stem)
     nested = data.get("figures")
     given = {**(nested if isinstance(nested, dict) else {}),
              **{k: v for k, v in data.items() if k in FIGURE_NAMES}}

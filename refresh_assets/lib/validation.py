@@ -9,6 +9,7 @@ the shipped data set validates with zero errors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -57,6 +58,7 @@ class ValidationPolicy:
     large_amount: float = 50e9  # warn: larger than any city's budget, but LA's pension
     # liability is $57.6B
     implausible_amount: float = 500e9  # error: beyond the whole State's budget
+    implausible_population: int = 40_000_000  # error: more than the whole State's residents
     funded_ratio_high: float = 1.5
 
 
@@ -66,8 +68,26 @@ def numeric_view(versions: pd.DataFrame) -> pd.DataFrame:
     missing = [f.name for f in FIELDS if f.name not in versions.columns]
     numbers = versions.assign(**dict.fromkeys(missing, np.nan))
     for name in (*AMOUNT_FIELDS, "opeb_funded_ratio", "population", "fiscal_year"):
-        numbers[name] = pd.to_numeric(numbers[name], errors="coerce").astype(float)
+        numbers[name] = _as_floats(numbers[name])
     return numbers
+
+
+def _as_floats(values: pd.Series) -> pd.Series:
+    """Numbers as floats, anything else as NaN; a whole number beyond a float's range (an
+    operator's `10**400`: Python ints are unbounded) as +/-inf, which the bounds then flag."""
+    try:
+        return pd.to_numeric(values, errors="coerce").astype(float)
+    except OverflowError:
+        return pd.to_numeric(values.map(_within_float_range), errors="coerce").astype(float)
+
+
+def _within_float_range(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
+    return value
 
 
 def _issues(rows: pd.DataFrame, field_name: str, rule: str, severity: str,
@@ -86,6 +106,8 @@ def _issues(rows: pd.DataFrame, field_name: str, rule: str, severity: str,
 def _format_value(value) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
+    if isinstance(value, float) and math.isinf(value):
+        return f"{'-' if value < 0 else ''}beyond 1.8e308 (a float's range)"
     if isinstance(value, float) and value.is_integer():
         return f"{value:,.0f}"
     return f"{value:,}" if isinstance(value, (int, float)) else str(value)
@@ -125,6 +147,10 @@ def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = 
                              "cannot be negative in audited statements"))
     found.append(_issues(v[v["population"] <= 0], "population", "positive_population", ERROR,
                          "a city has at least one resident"))
+    found.append(_issues(v[v["population"] > policy.implausible_population], "population",
+                         "implausible_amount", ERROR,
+                         f"over {policy.implausible_population:,} residents, more than the "
+                         "whole State's: a transcription error?"))
     found.append(_issues(v[v["gf_cash_and_investments"] < 0], "gf_cash_and_investments",
                          "overdrawn_cash", WARNING,
                          "negative general fund cash (overdrawn share of pooled cash)"))
@@ -138,7 +164,9 @@ def validate_versions(versions: pd.DataFrame, policy: ValidationPolicy | None = 
         found.append(_issues(v[large], name, "large_amount", WARNING,
                              f"over ${policy.large_amount / 1e9:,.0f}B: check the magnitude"))
 
-    per_capita = v["gf_revenues"] / v["population"].where(v["population"] > 0)
+    # Per resident only where the population is plausible: its own error says the rest.
+    plausible = (v["population"] > 0) & (v["population"] <= policy.implausible_population)
+    per_capita = v["gf_revenues"] / v["population"].where(plausible)
     low, high = policy.per_capita_gf_revenue
     odd = per_capita.notna() & ((per_capita < low) | (per_capita > high))
     found.append(_issues(v[odd], "gf_revenues", "per_capita_gf_revenue", WARNING,
@@ -195,11 +223,20 @@ def _compare_with_earlier_years(v: pd.DataFrame, policy: ValidationPolicy) -> li
                 change = paired[name] / before - 1
                 jump = change.abs() > policy.year_over_year_jump
                 rows = paired[jump]
-                message = ("changed " + (change[jump] * 100).round(0).astype(int).astype(str)
-                           + f"% from the year before (threshold "
+                message = ("changed " + change[jump].map(_percent).astype(str)
+                           + f" from the year before (threshold "
                            f"{policy.year_over_year_jump:.0%})")
                 found.append(_issues(rows, name, "year_over_year_jump", WARNING, message))
     return found
+
+
+def _percent(change: float) -> str:
+    """A relative change as a whole percentage; an infinite one (an amount beyond a float's
+    range, or after a tiny one) said in words."""
+    percent = change * 100
+    if math.isinf(percent):
+        return "by more than a float can hold"
+    return f"{round(percent)}%"
 
 
 def latest_valid_versions(versions: pd.DataFrame, issues: pd.DataFrame) -> pd.DataFrame:

@@ -5,8 +5,8 @@ figures are the numbers written, or problems that each name the file, the field 
 of the project's; `refresh-assets validate` (with the city's other years as context) and
 the pipeline's reading agree. CalPERS valuation files likewise.
 
-What fuzzing found is pinned by the `test_finding_*` tests at the end (strict xfail: they
-fail once fixed, and then their input goes back into the strategies: KNOWN_* below).
+What fuzzing found is kept by the `test_finding_*` tests at the end, and its inputs are in
+the strategies (BEYOND_FLOAT, BOOLEAN_WORDS, "!!binary MTIz").
 
 Derandomized and without an example database, so a CI run is repeatable and nothing is
 written into the checkout."""
@@ -66,10 +66,10 @@ VALUATION_RULES = {"valuation_folder", "plan_name", "file_name", "funded_ratio_u
                    "positive_contribution", "first_contribution_year", "contribution_jump",
                    "one_file_per_plan_year"}
 KNOWN_RULES = FORM_RULES | VALUE_RULES | VALUATION_RULES
-# Findings (see test_finding_*): numbers beyond a float's range make the value rules raise,
-# and a YAML boolean is read as a whole number. The strategies stay clear of them until fixed.
-KNOWN_BEYOND_FLOAT = 10 ** 308
-KNOWN_BOOLEAN_WORDS = {"yes", "no", "on", "off", "true"}
+# Findings (see test_finding_*), now in the strategies: whole numbers beyond a float's range
+# made the value rules raise, and a YAML boolean or !!binary was read as a whole number.
+BEYOND_FLOAT = 10 ** 400
+BOOLEAN_WORDS = {"yes", "no", "on", "off", "true"}
 
 BASE_ENTRY = {
     "city": "Vallejo", "fiscal_year": 2019,
@@ -92,21 +92,22 @@ BASE_VALUATION = {
 ODD_SCALARS = [
     "1e308", "1e309", "-1e309", ".inf", "-.inf", ".nan", "NaN", "Infinity", "inf", "nan",
     "1" + "0" * 300, "-" + "9" * 300, "0." + "0" * 400 + "1", "1_000_000", "0x1F", "0o17",
-    "1,234,567", "$1,234", "12%", "1.2.3", "~", "null", *sorted(KNOWN_BOOLEAN_WORDS),
+    "1,234,567", "$1,234", "12%", "1.2.3", "~", "null", *sorted(BOOLEAN_WORDS),
     "2019-06-30", "2019-06-30T10:00:00Z", "12:30:00", "'123'", '"4.5"', "[1, 2]", "{a: 1}",
-    "!!binary aGVsbG8=", "!!float 1", "!!str 5", "&anchor 5", "*anchor", "|\n  123",
+    "!!binary aGVsbG8=", "!!binary MTIz", "!!float 1", "!!str 5", "&anchor 5", "*anchor", "|\n  123",
     "\u0661\u0662\u0663", "\uff11\uff12\uff13", "\u00b2", "1\u00a0000", "-0", "+5", "5.",
-    ".5", "1e-400", "9" * 30 + ".99",
+    ".5", "1e-400", "9" * 30 + ".99", str(BEYOND_FLOAT),
 ]
 # Python objects yaml.safe_dump writes: a type may be any of these.
 yaml_values = st.recursive(
     st.one_of(
         st.none(), st.booleans(),
-        st.integers(min_value=-KNOWN_BEYOND_FLOAT, max_value=KNOWN_BEYOND_FLOAT),
+        st.integers(min_value=-BEYOND_FLOAT, max_value=BEYOND_FLOAT),
         st.floats(allow_nan=True, allow_infinity=True),
         st.text(max_size=40), st.dates(), st.datetimes(),
         st.sampled_from([1e308, -1e308, float("inf"), float("-inf"), float("nan"),
-                         10 ** 300, -(10 ** 300), 2 ** 63, 2 ** 31, 5e-324])),
+                         10 ** 300, -(10 ** 300), BEYOND_FLOAT, -BEYOND_FLOAT, 2 ** 63,
+                         2 ** 31, 5e-324])),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                  max_size=3),
     max_leaves=6)
@@ -200,8 +201,8 @@ def mutated_entries(draw) -> dict:
     document = yaml.safe_load(yaml.safe_dump(BASE_ENTRY))
     figures = document["figures"]
     for name in draw(st.lists(st.sampled_from(list(FIGURE_NAMES)), max_size=4)):
-        value = draw(st.one_of(yaml_values, st.sampled_from([10 ** 300, 1e308])))
-        figures[name] = None if name in INTEGER_FIGURES and isinstance(value, bool) else value
+        figures[name] = draw(st.one_of(yaml_values, st.sampled_from([10 ** 300, 1e308,
+                                                                     BEYOND_FLOAT])))
     for name in draw(st.lists(st.sampled_from(list(EntryFile.model_fields)), max_size=2,
                               unique=True)):
         document.pop(name, None)
@@ -231,8 +232,6 @@ def test_any_values_and_fields_give_the_entry_or_clear_problems(scratch, documen
 def test_odd_numbers_typed_by_hand_give_the_figure_or_a_clear_problem(scratch, figure, value,
                                                                       nested):
     """A figure typed as text: `gf_revenues: 1e309`, 300 digits, `.nan`, `1,234`, `yes`..."""
-    if figure in INTEGER_FIGURES and value in KNOWN_BOOLEAN_WORDS:
-        return
     entries = fresh_folder(scratch)
     base = {k: v for k, v in BASE_ENTRY.items() if k != "figures"}
     figures = {k: v for k, v in BASE_ENTRY["figures"].items() if k != figure}
@@ -276,7 +275,7 @@ def test_broken_syntax_and_bytes_give_clear_problems(scratch, content):
 def figure_values():
     """Amounts as an operator transcribes them: whole dollars of any size, or cents with
     at most 15 significant digits (what a YAML float keeps exactly)."""
-    whole = st.integers(min_value=-KNOWN_BEYOND_FLOAT, max_value=KNOWN_BEYOND_FLOAT).map(Decimal)
+    whole = st.integers(min_value=-BEYOND_FLOAT, max_value=BEYOND_FLOAT).map(Decimal)
     cents = st.decimals(min_value=Decimal("-9999999999999.99"),
                         max_value=Decimal("9999999999999.99"), places=2)
     return whole | cents
@@ -371,51 +370,51 @@ def test_a_written_valuation_reads_back_the_same(scratch, title, amount, ratio):
     assert problems == [] and parsed.entry == entry
 
 
-# What fuzzing found. Each is a strict xfail: fixed, it fails, and its input goes back into
-# the strategies above (KNOWN_BEYOND_FLOAT, KNOWN_BOOLEAN_WORDS).
+# What fuzzing found, fixed; the inputs are in the strategies above (BEYOND_FLOAT,
+# BOOLEAN_WORDS, "!!binary MTIz").
 def entry_with(entries: Path, year: int, **figures) -> Path:
     document = {**BASE_ENTRY, "fiscal_year": year,
                 "figures": {**BASE_ENTRY["figures"], **figures}}
     return write_bytes(entries, f"vallejo/{year}.yaml", yaml.safe_dump(document).encode())
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="finding: validation.numeric_view's pd.to_numeric raises OverflowError "
-                          "on a whole number beyond a float's range (population: 1 and 400 zeros)")
 def test_finding_a_population_beyond_a_float_is_a_problem_not_a_crash(tmp_path):
     path = entry_with(tmp_path, 2019, population=10 ** 400)
     _, problems = validate_entry_paths([path])
     assert_clear(problems, str(path))
+    assert [(p.field, p.rule, p.severity) for p in problems] == [
+        ("population", "implausible_amount", "error")]
+    assert problems[0].value == "beyond 1.8e308 (a float's range)"
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="finding: the same for a fiscal year beyond a float's range, already "
-                          "when the refused file's figures get the value rules (parse_entry_file)")
 def test_finding_a_fiscal_year_beyond_a_float_is_a_problem_not_a_crash(tmp_path):
     path = write_bytes(tmp_path, ENTRY_NAME, yaml.safe_dump(
         {**BASE_ENTRY, "fiscal_year": 10 ** 400}).encode())
-    assert_clear(parse_entry_file(path, tmp_path), ENTRY_NAME)
+    problems = parse_entry_file(path, tmp_path)
+    assert_clear(problems, ENTRY_NAME)
+    assert [(p.field, p.rule) for p in problems] == [("fiscal_year", "type:less_than_equal")]
+    assert problems[0].message == "Input should be less than or equal to 2100"
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,  # pandas' IntCastingNaNError
-                   reason="finding: year_over_year_jump casts an infinite change to int: an "
-                          "amount beyond a float's range, or a year after a tiny one")
 @pytest.mark.parametrize(("before", "after"), [(110163546, 10 ** 400), (5e-324, 110163546)],
                          ids=["beyond_a_float", "after_a_tiny_year"])
 def test_finding_an_infinite_jump_is_a_warning_not_a_crash(tmp_path, before, after):
     entry_with(tmp_path, 2018, gf_revenues=before)
     path = entry_with(tmp_path, 2019, gf_revenues=after)
     _, problems = validate_entry_paths([path])
-    assert "year_over_year_jump" in {p.rule for p in problems}
+    assert_clear(problems, str(path))
+    jumps = [p for p in problems if p.rule == "year_over_year_jump"]
+    assert [(p.field, p.severity) for p in jumps] == [("gf_revenues", "warning")]
+    assert jumps[0].message.startswith("changed by more than a float can hold from the year")
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="finding: Figures' int fields are lax: `population: yes` (a YAML "
-                          "boolean) is read as 1, `!!binary MTIz` as 123")
 @pytest.mark.parametrize("value", ["yes", "true", "on", "!!binary MTIz"])
 def test_finding_a_boolean_or_bytes_is_no_population(tmp_path, value):
     text = yaml.safe_dump({k: v for k, v in BASE_ENTRY.items() if k != "figures"})
     text += "figures:\n" + "".join(f"  {name}: {amount}\n" for name, amount in
                                    {**BASE_ENTRY["figures"], "population": value}.items())
     result = parse_entry_file(write_bytes(tmp_path, ENTRY_NAME, text.encode()), tmp_path)
-    assert isinstance(result, list) and result[0].field == "figures.population"
+    assert isinstance(result, list)
+    assert_clear(result, ENTRY_NAME)
+    assert [(p.field, p.rule) for p in result] == [("figures.population", "type:int_type")]
+    assert result[0].message.startswith("Input should be a whole number, not ")

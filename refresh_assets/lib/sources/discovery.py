@@ -207,8 +207,15 @@ def find_documents(html: str | bytes, base_url: str,
 
 
 def _page_base(soup: BeautifulSoup, base_url: str) -> str:
+    """The page's `<base href>` against base_url; a base urllib cannot read (unbalanced
+    brackets, a host invalid under NFKC) is ignored, as browsers ignore an invalid one."""
     base = next((tag for tag in _tags(soup) if tag.name == "base" and tag.get("href") is not None), None)
-    return urljoin(base_url, base["href"].strip()) if base else base_url
+    if base is None:
+        return base_url
+    try:
+        return urljoin(base_url, base["href"].strip())
+    except ValueError:
+        return base_url
 
 
 def _is_skipped(href: str) -> bool:
@@ -216,8 +223,14 @@ def _is_skipped(href: str) -> bool:
 
 
 def _absolute_url(href: str, page_base: str) -> str | None:
-    url, _fragment = urldefrag(urljoin(page_base, href))
-    return url if urlsplit(url).scheme in ("http", "https", "file") else None
+    """None for a link that is no fetchable URL, including one urllib cannot read: that
+    link alone is skipped."""
+    try:
+        url, _fragment = urldefrag(urljoin(page_base, href))
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https", "file") else None
 
 
 def _links_with_headings(soup: BeautifulSoup, texts: _PageTexts) -> Iterator[tuple[Tag, list[str]]]:
