@@ -38,6 +38,7 @@ from typing import Annotated, Any
 import pandas as pd
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -82,7 +83,19 @@ def _no_boolean_or_bytes(value: Any) -> Any:
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_no_boolean_or_bytes)]
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold a NUL character: one in any file would fail the load of
+    every city of the run, so the file is refused instead."""
+    if "\x00" in value:
+        raise PydanticCustomError("string_nul", "Input should be text without a NUL character "
+                                  "(\\0), which the warehouse cannot store")
+    return value
+
+
+# The warehouse stores whole numbers as PostgreSQL integer: a larger one would fail the load
+# of every city of the run (the value rules flag a population over 40 million anyway).
+WholeNumber = Annotated[int, Field(le=2**31 - 1), BeforeValidator(_no_boolean_or_bytes)]
+Text = Annotated[str, AfterValidator(_no_nul)]
 # Years an entry may be for: California's cities date from 1850; beyond 2100 is a typo (the
 # value rules refuse years not yet audited). The bounds go before the validator, so the
 # JSON schema shows them as minimum and maximum.
@@ -102,9 +115,9 @@ Figures = create_model(
 class SourceDocument(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, description="The document the figures come from.")
+    title: Text = Field(min_length=1, description="The document the figures come from.")
     url: HttpUrl | None = Field(default=None, description="Where the document is published.")
-    pages: dict[str, int] = Field(default_factory=dict,
+    pages: dict[str, WholeNumber] = Field(default_factory=dict,
                                   description="Page of the document for each figure, where known.")
 
     @model_validator(mode="after")
@@ -120,13 +133,13 @@ class EntryFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    city: str = Field(min_length=1, description="City name as the State Auditor spells it.")
+    city: Text = Field(min_length=1, description="City name as the State Auditor spells it.")
     fiscal_year: FiscalYear = Field(description="Year the fiscal year ends (FY2018-19 is 2019).")
-    county: str | None = Field(default=None, description="County, without the word County.")
+    county: Text | None = Field(default=None, description="County, without the word County.")
     source: SourceDocument
-    entered_by: str = Field(min_length=1, description="Who transcribed the figures.")
+    entered_by: Text = Field(min_length=1, description="Who transcribed the figures.")
     entered_at: datetime = Field(description="When (ISO 8601).")
-    notes: str | None = None
+    notes: Text | None = None
     figures: Figures = Field(default_factory=Figures)  # type: ignore[valid-type]
 
     @model_validator(mode="before")

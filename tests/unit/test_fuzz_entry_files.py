@@ -378,13 +378,21 @@ def entry_with(entries: Path, year: int, **figures) -> Path:
     return write_bytes(entries, f"vallejo/{year}.yaml", yaml.safe_dump(document).encode())
 
 
-def test_finding_a_population_beyond_a_float_is_a_problem_not_a_crash(tmp_path):
+def test_finding_an_amount_beyond_a_float_is_a_problem_not_a_crash(tmp_path):
+    path = entry_with(tmp_path, 2019, gf_revenues=10 ** 400)
+    _, problems = validate_entry_paths([path])
+    assert_clear(problems, str(path))
+    implausible = [p for p in problems if p.rule == "implausible_amount"]
+    assert [(p.field, p.severity) for p in implausible] == [("gf_revenues", "error")]
+    assert implausible[0].value == "beyond 1.8e308 (a float's range)"
+
+
+def test_finding_a_population_beyond_a_float_is_refused_not_a_crash(tmp_path):
     path = entry_with(tmp_path, 2019, population=10 ** 400)
     _, problems = validate_entry_paths([path])
     assert_clear(problems, str(path))
     assert [(p.field, p.rule, p.severity) for p in problems] == [
-        ("population", "implausible_amount", "error")]
-    assert problems[0].value == "beyond 1.8e308 (a float's range)"
+        ("figures.population", "type:less_than_equal", "error")]
 
 
 def test_finding_a_fiscal_year_beyond_a_float_is_a_problem_not_a_crash(tmp_path):
@@ -418,3 +426,25 @@ def test_finding_a_boolean_or_bytes_is_no_population(tmp_path, value):
     assert_clear(result, ENTRY_NAME)
     assert [(p.field, p.rule) for p in result] == [("figures.population", "type:int_type")]
     assert result[0].message.startswith("Input should be a whole number, not ")
+
+
+def test_finding_a_population_the_warehouse_cannot_store_is_refused(tmp_path):
+    # It passed the value rules as a warning and then failed the load of every city.
+    path = entry_with(tmp_path, 2019, population=2**31)
+    problems = parse_entry_file(path, tmp_path)
+    assert_clear(problems, "vallejo/2019.yaml")
+    assert ("figures.population", "type:less_than_equal") in [(p.field, p.rule) for p in problems]
+
+
+@pytest.mark.parametrize("field", ["city", "entered_by", "notes", "source.title"])
+def test_finding_a_nul_character_is_refused_where_it_is(tmp_path, field):
+    # PostgreSQL text cannot hold it: it failed the load of every city of the run.
+    document = {**BASE_ENTRY, "notes": "fine"}
+    if field == "source.title":
+        document["source"] = {**document["source"], "title": "ACFR\x00 2019"}
+    else:
+        document[field] = f"{document[field]}\x00"
+    problems = parse_entry_file(write_bytes(tmp_path, ENTRY_NAME, yaml.safe_dump(document).encode()),
+                                tmp_path)
+    assert_clear(problems, ENTRY_NAME)
+    assert [(p.field, p.rule) for p in problems] == [(field, "type:string_nul")]
