@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,8 +199,16 @@ def main() -> None:
                                                    "temp one).")
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    # The tests' own instance (embedded server, no source checked; stopped at the end) and
-    # UI (`refresh-assets ui`, loaded, then stopped with what it started).
+    with daemon_home(home) as (env, _url):
+        report(measure(env, args.edits))
+
+
+@contextmanager
+def daemon_home(home: Path) -> Iterator[tuple[dict[str, str], str]]:
+    """The tests' own instance on `home` (embedded server, the project's entry files, no
+    source checked), the warehouse filled by the main job, and `refresh-assets ui` (webserver
+    and daemon) running and settled; everything stopped at the end. Yields the environment
+    and the UI's URL."""
     with own_instance(home) as env:
         for city_folder in (PROJECT / "entries").iterdir():
             if city_folder.is_dir():
@@ -209,9 +218,9 @@ def main() -> None:
         started = time.monotonic()
         subprocess.run([CLI, "materialize"], env=env, check=True, stdout=subprocess.DEVNULL)
         print(f"main job (warehouse filled): {time.monotonic() - started:.0f} s", flush=True)
-        with running_ui(home / "ui.log", env=env):
+        with running_ui(home / "ui.log", env=env) as url:
             time.sleep(60)  # the sensors' first ticks and any automation the main job left
-            report(measure(env, args.edits))
+            yield env, url
 
 
 if __name__ == "__main__":

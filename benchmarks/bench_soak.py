@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,10 +49,8 @@ import psycopg2
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
-from benchmarks.bench_latency import CLI, MARTS, database_url, edit  # noqa: E402
-from benchmarks.common import git_state  # noqa: E402
+from benchmarks.bench_latency import MARTS, daemon_home, database_url, edit  # noqa: E402
 from tests.reliability_fixtures import unfinished_runs  # noqa: E402
-from tests.ui_fixtures import own_instance, running_ui  # noqa: E402
 
 YEAR = 2020  # the year bench_latency.edit changes
 SAMPLE_SECONDS = 10  # memory
@@ -356,20 +353,8 @@ def main() -> None:
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench-soak-"))
     home.mkdir(parents=True, exist_ok=True)
-    # The tests' own instance (embedded server, no source checked; stopped at the end) and
-    # UI (`refresh-assets ui`, loaded, then stopped with what it started), as bench_latency.
-    with own_instance(home) as env:
-        for city_folder in (PROJECT / "entries").iterdir():
-            if city_folder.is_dir():
-                shutil.copytree(city_folder, home / "entries" / city_folder.name)
-        print(f"code: {git_state(PROJECT)}; machine: {os.cpu_count()} cores, load "
-              f"{os.getloadavg()[0]:.1f}; home: {home}", flush=True)
-        started = time.monotonic()
-        subprocess.run([CLI, "materialize"], env=env, check=True, stdout=subprocess.DEVNULL)
-        print(f"main job (warehouse filled): {time.monotonic() - started:.0f} s", flush=True)
-        with running_ui(home / "ui.log", env=env) as url:
-            time.sleep(60)  # the sensors' first ticks and any automation the main job left
-            ok = soak(env, int(url.rsplit(":", 1)[1]), args)
+    with daemon_home(home) as (env, url):
+        ok = soak(env, int(url.rsplit(":", 1)[1]), args)
     raise SystemExit(0 if ok else 1)
 
 
