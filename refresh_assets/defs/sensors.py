@@ -7,6 +7,7 @@ default, so nobody has to toggle Dagster's default automation sensor on."""
 from pathlib import Path
 
 import dagster as dg
+import psycopg2
 
 from refresh_assets.defs.dbt import CITY_REFRESH_JOB, warehouse_dbt_models
 from refresh_assets.defs.entries import fiscal_entries
@@ -14,10 +15,11 @@ from refresh_assets.defs.exports import city_exports
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.projections import projections, statewide_growth_medians
 from refresh_assets.defs.reports import change_report
-from refresh_assets.defs.resources import SourceFilesResource
+from refresh_assets.defs.resources import SourceFilesResource, WarehouseResource
 from refresh_assets.defs.risk import risk_scores
 from refresh_assets.defs.validation import validated_fiscal_data
-from refresh_assets.lib.entry_watch import scan_entries
+from refresh_assets.lib.entry_watch import saved_versions, scan_entries
+from refresh_assets.lib.fiscal_store import append_entry_versions
 from refresh_assets.lib.run_tags import CHANGED_FILES, CITY, ONE_CITY_MAX_RUNTIME, TRIGGER
 
 # The statewide median (all cities, ~0.1 s) is recomputed in every city's run so the
@@ -52,10 +54,25 @@ ENTRY_SENSOR_INTERVAL_SECONDS = 2
 
 @dg.sensor(job=refresh_city_job, minimum_interval_seconds=ENTRY_SENSOR_INTERVAL_SECONDS,
            default_status=dg.DefaultSensorStatus.RUNNING)
-def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: SourceFilesResource):
+def entry_files_sensor(context: dg.SensorEvaluationContext, source_files: SourceFilesResource,
+                       warehouse: WarehouseResource):
     """Watches the entries folder; one run per city whose files are new or changed. A bad
-    file or folder is logged, with what to do, and never stops the other cities' runs."""
-    changes = scan_entries(Path(source_files.entries_dir), context.cursor)
+    file or folder is logged, with what to do, and never stops the other cities' runs.
+
+    The versions it sees are stored at once (raw.fiscal_entries, as the run's ingestion
+    stores them: a version already stored is not stored again). The run reads the files
+    seconds later: a file saved again meanwhile (two operators within a second) would
+    otherwise lose the first version. Validation stays the run's."""
+    entries_dir = Path(source_files.entries_dir)
+    changes = scan_entries(entries_dir, context.cursor)
+    versions = saved_versions(entries_dir, changes)
+    if not versions.empty:
+        try:
+            with warehouse.connection() as conn:
+                append_entry_versions(conn, versions)
+        except psycopg2.Error as exc:  # the run stores them when the database is back
+            context.log.warning(f"entry versions not stored when seen, the run will store "
+                                f"them: {str(exc).strip()}")
     for path in changes.deleted:
         context.log.warning(
             f"{path} was deleted; the versions already ingested stay in raw.fiscal_entries"

@@ -21,9 +21,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from refresh_assets.lib.cities import city_folder_problem
 from refresh_assets.lib.entries import (
     Problem,
+    check_entry_files,
+    entries_to_frame,
     find_entry_files,
     not_utf8_problem,
     unreadable_problem,
@@ -114,3 +118,14 @@ def scan_entries(entries_dir: Path, cursor: str | None) -> EntryChanges:
         separators=(",", ":"),
     )
     return changes
+
+
+def saved_versions(entries_dir: Path, changes: EntryChanges) -> pd.DataFrame:
+    """The well-formed entry files among the changes, as entry versions to store when they
+    are seen: a file saved again before its city's run reads it keeps both versions. The
+    files refused are left to the run, which reports them."""
+    changed = {entries_dir / path for paths in changes.changed_by_city.values() for path in paths}
+    files = [path for city in sorted(changes.changed_by_city)
+             for path in find_entry_files(entries_dir / city) if path in changed]
+    parsed, _ = check_entry_files(files, entries_dir)
+    return entries_to_frame(parsed)

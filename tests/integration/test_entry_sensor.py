@@ -48,10 +48,11 @@ class Sensor:
     """Ticks the real sensor as the daemon does: its cursor kept, its partitions added."""
 
     def __init__(self, sensor, instance, entries_dir):
-        from refresh_assets.defs.resources import SourceFilesResource
+        from refresh_assets.defs.resources import SourceFilesResource, build_resources
 
         self.sensor, self.instance, self.cursor = sensor, instance, None
-        self.resources = {"source_files": SourceFilesResource(entries_dir=str(entries_dir))}
+        self.resources = {"source_files": SourceFilesResource(entries_dir=str(entries_dir)),
+                          "warehouse": build_resources()["warehouse"]}
 
     def tick(self) -> tuple[dg.SensorResult, list[str], set[str]]:
         """The result, the lines logged, and the city partitions asked for."""
@@ -116,3 +117,42 @@ def test_bad_files_and_folders_are_logged_and_the_other_cities_refreshed(sensor,
     third, logged, _ = watch.tick()
     assert [r.partition_key for r in third.run_requests] == ["benicia"]
     assert logged == []
+
+
+def test_each_version_seen_is_stored_at_once_so_a_save_right_after_loses_none(
+        sensor, instance, warehouse, tmp_path):
+    """Two operators save the same city-year within a second: the run reads the file seconds
+    after the tick that saw the first save, so the sensor stores what it saw."""
+    import yaml
+
+    from refresh_assets.lib.database import warehouse_connection
+
+    entries = tmp_path / "entries"
+    shutil.copytree(PROJECT_DIR / "entries" / "vallejo", entries / "vallejo")
+    watch = Sensor(sensor, instance, entries)
+    entry = entries / "vallejo" / "2020.yaml"
+    document = yaml.safe_load(entry.read_text())
+
+    def save(revenues: int) -> None:
+        document["figures"]["gf_revenues"] = revenues
+        entry.write_text(yaml.safe_dump(document))
+
+    def stored() -> list[tuple]:
+        with warehouse_connection(warehouse) as conn, conn.cursor() as cur:
+            cur.execute("select gf_revenues::bigint, entry_version from raw.fiscal_entries"
+                        " where city_key = 'vallejo' and fiscal_year = 2020"
+                        " and gf_revenues in (123456701, 123456702) order by entry_version")
+            return cur.fetchall()
+
+    save(123456701)
+    first, _, _ = watch.tick()
+    save(123456702)
+    second, _, _ = watch.tick()
+    third, _, _ = watch.tick()
+    assert [r.partition_key for r in (*first.run_requests, *second.run_requests)] == [
+        "vallejo", "vallejo"]
+    assert third.run_requests == []
+    # Both versions, in the order saved, once each (the unchanged third tick adds nothing).
+    [(first_revenues, first_version), (later_revenues, later_version)] = stored()
+    assert (first_revenues, later_revenues) == (123456701, 123456702)
+    assert first_version < later_version
