@@ -197,9 +197,9 @@ def test_the_values_switch_a_job_to_k8s_step_pods():
 
 
 def test_an_unknown_step_executor_is_a_clear_error():
-    expected = "REFRESH_STEP_EXECUTOR must be in_process or k8s_job, got 'celery'"
+    expected = "REFRESH_STEP_EXECUTOR must be in_process, k8s_job or celery, got 'dask'"
     with pytest.raises(SettingsError, match=expected):
-        step_executor({STEP_EXECUTOR_VARIABLE: "celery"})
+        step_executor({STEP_EXECUTOR_VARIABLE: "dask"})
 
 
 # -- a run's pod, as dagster-k8s builds it from these values ----------------------------------
