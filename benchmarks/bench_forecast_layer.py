@@ -217,6 +217,8 @@ def load_warehouse(address, bulk_csv: Path, entries_dir: Path) -> dict:
     with warehouse_connection(address) as conn:
         changed = analytics_store.append_changed_projections(
             conn, run_id, projected.yearly, projected.summary)
+        failed = {city_key(city) for city in projected.errors}
+        analytics_store.advance_current_scores(conn, [c for c in kept if c not in failed])
     steps["projections"] = time.perf_counter() - mark
     return {"seconds": time.perf_counter() - started, "steps": steps, "cities": len(cities),
             "versions_added": len(added), "entry_files": len(paths),

@@ -87,6 +87,10 @@ def projections(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                                    valuations)
         changed = analytics_store.append_changed_projections(
             conn, context.run.run_id, projected.yearly, projected.summary)
+        # The city's new scores become current with its projection (one transaction).
+        failed = {city_key(city) for city in projected.errors}
+        analytics_store.advance_current_scores(
+            conn, [c for c in cities if c not in held and c not in failed])
         record_failures(context, conn, "projection", projected.errors)
         columns = column_schema(conn, ("analytics", "projection_years"),
                                 ("analytics", "projection_summaries"),

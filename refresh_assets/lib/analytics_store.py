@@ -47,11 +47,26 @@ def _with_keys(frame: pd.DataFrame, run_id: str) -> pd.DataFrame:
 
 
 def append_scores(conn, run_id: str, scores: pd.DataFrame) -> None:
-    """Appends a run's scores and makes it its cities' current scoring, in the caller's
-    transaction (the score marts are views over the current rows)."""
+    """Appends a run's scores; they become current with the city's projection
+    (`advance_current_scores`)."""
     with conn.cursor() as cur:
         copy_frame(cur, SCORES, _with_keys(scores, run_id), SCORE_TABLE_COLUMNS, "%.2f")
-        _point_at_run(cur, CURRENT_SCORES, "scored_at", sorted(set(scores["city"])), run_id)
+
+
+def advance_current_scores(conn, city_keys: Sequence[str]) -> None:
+    """Makes each city's latest stored scoring its current one, in the caller's transaction:
+    the projections step calls it with the cities it projected, so the score marts (views
+    over the current scoring) and the forecast show a refreshed city together, and a run cut
+    off between its scores and its projections shows none of it."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("""
+            insert into {pointer} as current (city_key, city, run_id, scored_at)
+            select distinct on (city_key) city_key, city, run_id, scored_at from {scores}
+            where city_key = any(%s) order by city_key, scored_at desc, run_id desc
+            on conflict (city_key) do update
+                set city = excluded.city, run_id = excluded.run_id, scored_at = excluded.scored_at
+                where current.scored_at <= excluded.scored_at
+        """).format(pointer=CURRENT_SCORES, scores=SCORES), (list(city_keys),))
 
 
 def append_priors(conn, run_id: str, priors: pd.DataFrame) -> None:

@@ -1,7 +1,8 @@
 """The score marts are views over each city's current scoring (analytics.current_scores, the
-pointer written with the run's scores): a new scoring is readable in marts.city_risk_scores
-and city_fiscal_health the moment it commits, with no dbt build, and a run that began
-earlier but commits later does not displace it."""
+pointer the projections step advances with the city's projection): a new scoring is readable
+in marts.city_risk_scores and city_fiscal_health the moment it becomes current, with no dbt
+build; stored but not yet current, it is not shown; and a run that began earlier but commits
+later does not displace a newer one."""
 
 import pandas as pd
 import pytest
@@ -67,9 +68,14 @@ def test_a_stored_scoring_is_in_the_marts_without_a_dbt_build(views):
     napa, petaluma = scores("Napa"), scores("Petaluma")
     with warehouse_connection(views) as conn:
         analytics_store.append_scores(conn, FIRST, napa)
+        analytics_store.advance_current_scores(conn, [KEY])
     assert as_floats(mart_points(views)) == expected(napa)
     with warehouse_connection(views) as conn:
         analytics_store.append_scores(conn, SECOND, petaluma)
+    # Stored, not current yet (a run cut off before its projections): not shown.
+    assert as_floats(mart_points(views)) == expected(napa)
+    with warehouse_connection(views) as conn:
+        analytics_store.advance_current_scores(conn, [KEY])
     assert as_floats(mart_points(views)) == expected(petaluma)
     assert napa["overall_points"].tolist() != petaluma["overall_points"].tolist()
 
@@ -81,8 +87,10 @@ def test_a_run_that_began_earlier_but_commits_later_does_not_displace_the_curren
         with first.cursor() as cur:
             cur.execute("select now()")  # the early run's transaction starts here
         analytics_store.append_scores(second, LATE, late)
+        analytics_store.advance_current_scores(second, [KEY])
         second.commit()  # the late run commits first
         analytics_store.append_scores(first, EARLY, early)
+        analytics_store.advance_current_scores(first, [KEY])
     with warehouse_connection(views) as conn, conn.cursor() as cur:
         cur.execute("select run_id from analytics.current_scores where city_key = %s", (KEY,))
         assert cur.fetchall() == [(LATE,)]

@@ -87,6 +87,7 @@ def marts(warehouse, dbt_manifest, tmp_path_factory):
     with warehouse_connection(warehouse) as conn:
         analytics_store.append_scores(conn, RUN_1, pd.concat([
             scores_of(inputs, "Petaluma", NAMES[CURRENT]), scores_of(inputs, "Napa", NAMES[FAILED])]))
+        analytics_store.advance_current_scores(conn, [CURRENT, FAILED])  # as projections do
         record_issues(conn, RUN_1, issue(CURRENT, "warning", "overdrawn_cash",
                                          "negative general fund cash", 2020))
         record_city_validations(conn, RUN_1, [CURRENT, FAILED])

@@ -1,10 +1,10 @@
 -- 0010: each city's current scoring run (issue 13), as 0005 did for projections.
 --
 -- marts.city_risk_scores and city_fiscal_health become views, readable the moment a city's
--- scores are stored instead of after the run's dbt build (10 s later). A view that ranked
+-- refresh is stored instead of after the run's dbt build (10 s later). A view that ranked
 -- the whole scoring history on every query would grow with the history; the views read
--- the current run's rows through this pointer, written in the transaction that appends
--- the run's scores.
+-- the current run's rows through this pointer, which the projections step advances in the
+-- transaction of the city's projection (scores and forecast change together).
 create table analytics.current_scores (
     city_key text primary key,
     city text not null,
