@@ -237,10 +237,10 @@ class _Reading:
     named_figures: frozenset[str] = frozenset()
 
 
-def _read_entry(path: Path, entries_dir: Path | None) -> _Reading:
+def _read_entry(path: Path, entries_dir: Path | None, content: bytes | None = None) -> _Reading:
     relative = str(path.relative_to(entries_dir)) if entries_dir else str(path)
     try:
-        content = path.read_bytes()
+        content = path.read_bytes() if content is None else content
     except OSError as exc:
         return _Reading(relative, [unreadable_problem(relative, exc)])
     try:
@@ -368,7 +368,8 @@ def find_entry_files(entries_dir: Path) -> list[Path]:
 
 
 def check_entry_files(paths: list[Path], entries_dir: Path | None = None, *,
-                      context: list[ParsedEntry] | None = None
+                      context: list[ParsedEntry] | None = None,
+                      contents: dict[Path, bytes] | None = None
                       ) -> tuple[list[ParsedEntry], list[Problem]]:
     """Parses files; also refuses two files for the same city and fiscal year.
 
@@ -376,7 +377,8 @@ def check_entry_files(paths: list[Path], entries_dir: Path | None = None, *,
     place, and the value rules' over what of them could be read (with the other files, and
     `context`, for the rules that compare years). The value rules over the entries returned
     are the caller's: the pipeline runs them after ingestion, over every version."""
-    readings = [_read_entry(path, entries_dir) for path in paths]
+    # `contents`: bytes already read (the entries sensor's), parsed instead of reading again.
+    readings = [_read_entry(path, entries_dir, (contents or {}).get(path)) for path in paths]
     parsed = [r.parsed for r in readings if r.parsed]
     value_problems_by_file = _rejected_value_problems(
         [r for r in readings if not r.parsed], [*(context or []), *parsed])

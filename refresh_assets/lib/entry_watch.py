@@ -47,6 +47,7 @@ class EntryChanges:
     cursor: str
     changed_by_city: dict[str, list[str]] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)  # of the changed files
+    contents: dict[str, bytes] = field(default_factory=dict)  # of the changed files, as read
     deleted: list[str] = field(default_factory=list)
     # Changed files whose folder is not a known city's key ("" for the entries folder itself).
     outside_city_folders: dict[str, list[str]] = field(default_factory=dict)
@@ -110,6 +111,7 @@ def scan_entries(entries_dir: Path, cursor: str | None) -> EntryChanges:
             if folder and city_folder_problem(folder) is None:
                 changes.changed_by_city.setdefault(folder, []).append(relative)
                 changes.checksums[relative] = checksum
+                changes.contents[relative] = content
             else:
                 changes.outside_city_folders.setdefault(folder, []).append(relative)
     changes.deleted = sorted(set(before) - set(now))
@@ -127,5 +129,7 @@ def saved_versions(entries_dir: Path, changes: EntryChanges) -> pd.DataFrame:
     changed = {entries_dir / path for paths in changes.changed_by_city.values() for path in paths}
     files = [path for city in sorted(changes.changed_by_city)
              for path in find_entry_files(entries_dir / city) if path in changed]
-    parsed, _ = check_entry_files(files, entries_dir)
+    # The bytes the scan read: a file saved again since is the next tick's version.
+    contents = {entries_dir / path: content for path, content in changes.contents.items()}
+    parsed, _ = check_entry_files(files, entries_dir, contents=contents)
     return entries_to_frame(parsed)
