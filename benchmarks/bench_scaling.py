@@ -21,7 +21,9 @@ entry files, no source checked; stopped at the end), for each size in --sizes:
      the sessions each database accepted (`pg_stat_database.sessions`). Then the calls that
      grow with the partitions: fetching every city key (what the entries sensor does each
      tick), the city keys of a run over the whole range (the failure sensor, the city locks),
-     `get_materialized_partitions`, and the entries sensor evaluated in process.
+     `get_materialized_partitions`, and the entries sensor evaluated in process; and the city
+     locks a run over every city takes (CityRunLocks), which PostgreSQL keeps in its shared
+     lock table.
   2. `refresh-assets ui` (webserver + daemon, as operators run it): time until the code
      location is loaded; --idle seconds of daemon ticks; the UI's partition status over
      GraphQL (`partitionStats` of every city-partitioned asset, as the asset list shows it,
@@ -228,6 +230,69 @@ def partition_probes(instance, defs) -> dict:
     }
 
 
+def run_locks_probe(address, keys: list[str]) -> dict:
+    """The city locks of a run over `keys` (CityRunLocks: one session-level advisory lock per
+    city, held by one connection for the whole run), taken and let go. PostgreSQL keeps them in
+    its shared lock table, sized max_locks_per_transaction x (max_connections +
+    max_prepared_transactions). If they do not fit: how many locks one session can hold."""
+    from refresh_assets.lib.city_locks import CityRunLocks
+
+    run_id = "bench-scaling-locks"
+    started = time.perf_counter()
+    try:
+        with CityRunLocks(address, run_id, keys):
+            out = {"ok": True, "seconds": time.perf_counter() - started}
+    except Exception as exc:  # what the run would meet: reported, not raised
+        out = {"ok": False, "seconds": time.perf_counter() - started,
+               "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"}
+    with closing(connect_when_possible(address, out)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("delete from ops.refresh_runs where run_id = %s", (run_id,))
+            cur.execute("select current_setting('max_locks_per_transaction')::int,"
+                        " current_setting('max_connections')::int,"
+                        " current_setting('max_prepared_transactions')::int")
+            (out["max_locks_per_transaction"], out["max_connections"],
+             out["max_prepared_transactions"]) = cur.fetchone()
+    if not out["ok"]:
+        out["locks_one_session_got"] = lock_table_room(address, out)
+    return {"cities": len(keys), **out}
+
+
+def connect_when_possible(address, out: dict):
+    """A connection, once the server takes one again: a new session needs room in the lock
+    table too, and a failed run's session frees its locks only as it ends."""
+    from refresh_assets.lib.database import DatabaseUnavailable, connect
+
+    started = time.perf_counter()
+    while True:
+        try:
+            conn = connect(address, application_name="bench_scaling")
+            out["server_refused_connections_for"] = time.perf_counter() - started
+            return conn
+        except DatabaseUnavailable:
+            if time.perf_counter() - started > 60:
+                raise
+            time.sleep(0.2)
+
+
+def lock_table_room(address, out: dict) -> int:
+    """Session-level advisory locks one session takes before PostgreSQL refuses the next."""
+    import psycopg2
+
+    held = 0
+    with closing(connect_when_possible(address, {})) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            try:
+                while True:
+                    cur.execute("select pg_advisory_lock(7240199, %s)", (held,))
+                    held += 1
+            except psycopg2.OperationalError as exc:
+                out["room_error"] = str(exc).strip().splitlines()[0]
+    return held
+
+
 def city_partitioned_assets(defs) -> list[list[str]]:
     from refresh_assets.defs.partitions import city_partitions
 
@@ -292,6 +357,9 @@ def inner_size(options: dict, out: dict) -> None:
                          partition_key=CITY, tags=city_tags)
             for i in range(repeats)]
         out["probes"] = partition_probes(instance, defs)
+        out["run_locks"] = run_locks_probe(server_address(settings),
+                                           instance.get_dynamic_partitions(CITY_PARTITIONS))
+        say(f"  city locks of a whole-range run: {out['run_locks']}")
         with conn.cursor() as cur:
             cur.execute("select pg_database_size(current_database())")
             out["dagster_db_bytes"] = cur.fetchone()[0]
@@ -636,6 +704,19 @@ def report(figures: dict) -> None:
                 (f"city_{i}", r) for i, r in enumerate(runs.get("city", []))]:
             if run:
                 print_run(run, part.get("connections", {}).get(name))
+        locks = part.get("run_locks")
+        if locks:
+            print(f"  city locks of a run over all {locks['cities']:,} cities: "
+                  + (f"taken in {locks['seconds']:.1f} s" if locks["ok"] else
+                     f"FAILED after {locks['seconds']:.1f} s: {locks['error']}")
+                  + f" (max_locks_per_transaction {locks['max_locks_per_transaction']}, "
+                    f"max_connections {locks['max_connections']}, max_prepared_transactions "
+                    f"{locks.get('max_prepared_transactions')})")
+            if not locks["ok"]:
+                print(f"    new connections refused for "
+                      f"{locks.get('server_refused_connections_for', 0):.1f} s after; one session"
+                      f" got {locks.get('locks_one_session_got'):,} advisory locks before "
+                      f"'{locks.get('room_error')}'")
         for name, figure in part.get("probes", {}).items():
             print(f"  {name}: {spread(figure)}" + (f", {figure['items']:,} items"
                                                   if "items" in figure else ""))
