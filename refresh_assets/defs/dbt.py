@@ -76,8 +76,8 @@ translator = RefreshDbtTranslator(
     # ops.validation_results maps to the asset that writes it, beside another source.
     settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)
 )
-# Every run that builds the warehouse models (a city's refresh, the main job, automation)
-# takes this pool's one slot (dagster.yaml: concurrency.pools.default_limit): two dbt builds
+# Every run that builds the warehouse models (the main job, automation) takes this pool's
+# one slot (dagster.yaml: concurrency.pools.default_limit): two dbt builds
 # of the same table at once collide on dbt's `__dbt_tmp`/`__dbt_backup` relations.
 WAREHOUSE_DBT_POOL = "warehouse_dbt"
 
@@ -86,22 +86,11 @@ WAREHOUSE_DBT_POOL = "warehouse_dbt"
 BUILD = ["build", "--exclude-resource-type", "unit_test"]
 
 
-# A city's refresh (defs/sensors.py) rebuilds these models after each entry, holding the
-# pool's one slot: its materializations carry row counts, not the column schema and
-# lineage, which only a change of the SQL changes and which cost 10-15 s of parsing per
-# build on a busy machine (benchmarks/RESULTS.md, entry -> marts). The main job and
-# automation runs record them.
-CITY_REFRESH_JOB = "refresh_city"
-
-
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str]):
     """Runs and tests the selected models; tests report as asset checks, and each model's
-    materialization carries its row count, and outside a city's refresh its column schema
-    and column lineage."""
-    events = dbt.cli(args, context=context).stream().fetch_row_counts()
-    if context.run.job_name == CITY_REFRESH_JOB:
-        return events
-    return events.fetch_column_metadata(with_column_lineage=True)
+    materialization carries its row count, column schema and column lineage."""
+    yield from (dbt.cli(args, context=context).stream().fetch_row_counts()
+                .fetch_column_metadata(with_column_lineage=True))
 
 
 @dbt_assets(
@@ -110,8 +99,8 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[st
     exclude=SNAPSHOT_MODEL,
     dagster_dbt_translator=translator,
     pool=WAREHOUSE_DBT_POOL,
-    # Before the change report when both are ready (one process runs a city's steps one
-    # by one): the marts are what people wait for.
+    # In the main job, before the change reports when both are ready: the marts are what
+    # people wait for.
     op_tags={"dagster/priority": "1"},
 )
 def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):

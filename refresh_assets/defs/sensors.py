@@ -1,17 +1,16 @@
-"""Sensors: new or changed entry files start a refresh of their city alone, which rebuilds
-the dbt models it feeds in the same run, so the marts show an operator's entry seconds
-after it is saved. The automation sensor rebuilds the dbt models after any other change
-(the source documents, a run launched from the UI over some of the assets); it runs by
-default, so nobody has to toggle Dagster's default automation sensor on."""
+"""Sensors: new or changed entry files start a refresh of their city alone, and the marts
+operators wait for (city_forecast, city_risk_scores, city_fiscal_health: views over each
+city's current projection and scores) show the entry as soon as its projection commits.
+The automation sensor rebuilds the dbt tables after refreshes, in one run for every city
+refreshed since its previous tick, then exports those cities; it runs by default, so nobody
+has to toggle Dagster's default automation sensor on."""
 
 from pathlib import Path
 
 import dagster as dg
 import psycopg2
 
-from refresh_assets.defs.dbt import CITY_REFRESH_JOB, warehouse_dbt_models
 from refresh_assets.defs.entries import fiscal_entries
-from refresh_assets.defs.exports import city_exports
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.projections import projections, statewide_growth_medians
 from refresh_assets.defs.reports import change_report
@@ -26,23 +25,15 @@ from refresh_assets.lib.run_tags import CHANGED_FILES, CITY, ONE_CITY_MAX_RUNTIM
 # city's projection always reads a current one.
 CITY_ASSETS = dg.AssetSelection.assets(fiscal_entries, validated_fiscal_data, risk_scores,
                                        statewide_growth_medians, projections, change_report)
-# The dbt models the city's data flows into and that automation keeps current (views and
-# tables): built in the city's run instead of a second run launched by the automation
-# sensor's next tick, which cost 30-60 s more (benchmarks/RESULTS.md, entry -> marts).
-# With them, the views they read that the city's data does not feed (the source documents'),
-# so a warehouse where the main job never ran gets them too. The aggregates, snapshots and
-# backtest stay on their schedules.
-_AUTOMATED_DBT_MODELS = dg.AssetSelection.assets(
-    *(spec.key for spec in warehouse_dbt_models.specs if spec.automation_condition is not None))
-CITY_DBT_MODELS = (CITY_ASSETS.downstream() & _AUTOMATED_DBT_MODELS).upstream() & _AUTOMATED_DBT_MODELS
-
+# A city's run holds no dbt build: a build per city took the pool's one dbt slot for
+# 15-80 s, so city runs queued behind each other at about one a minute under load
+# (benchmarks/RESULTS.md, soak). The dbt tables and the city's export follow by automation,
+# batched over the cities refreshed meanwhile.
 refresh_city_job = dg.define_asset_job(
-    name=CITY_REFRESH_JOB,
-    # The city's export reads the marts, so it comes last, in the same run: automation
-    # exports only after refreshes whose run did not export (defs/exports.py).
-    selection=CITY_ASSETS | CITY_DBT_MODELS | dg.AssetSelection.assets(city_exports),
-    description="Ingest, validate, score and project one city, rebuild the dbt models it "
-                "feeds, then export it.",
+    name="refresh_city",
+    selection=CITY_ASSETS,
+    description="Ingest, validate, score and project one city, then report its changes; "
+                "the dbt tables and its export follow by declarative automation.",
     tags=ONE_CITY_MAX_RUNTIME,
 )
 
