@@ -112,10 +112,29 @@ def sensor_state(instance: dg.DagsterInstance, name: str):
                  if state.instigator_name == name), None)
 
 
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+              dg.DagsterRunStatus.CANCELING]
+
+
+def cancel_orphaned_runs(env: dict[str, str]) -> list[str]:
+    """Once a test's UI or daemon is stopped with what it started: the runs it left unfinished
+    (their processes went with it) canceled and their pool slots freed, as the daemon's run
+    monitoring would fail them 15 minutes later. Left alone, a run that held the slot of the
+    pool warehouse_dbt stalls every later dbt build on the instance, and so every later test
+    that shares the session's instance. Canceled, not failed: a later test's failure sensor
+    must not take them for refreshes that failed. Returns the runs canceled."""
+    canceled = []
+    with instance_of(env) as instance:
+        for record in instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED)):
+            instance.report_run_canceled(record.dagster_run,
+                                         message="its UI or daemon was stopped by the test")
+            instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+            canceled.append(record.dagster_run.run_id)
+    return canceled
+
+
 def unfinished_runs(instance: dg.DagsterInstance) -> list[str]:
     """Runs queued, starting, running or being canceled, as '<job> <run id> <status>'."""
     return [f"{r.dagster_run.job_name} {r.dagster_run.run_id} {r.dagster_run.status.value}"
-            for r in instance.get_run_records(dg.RunsFilter(statuses=[
-                dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-                dg.DagsterRunStatus.CANCELING]))]
+            for r in instance.get_run_records(dg.RunsFilter(statuses=UNFINISHED))]

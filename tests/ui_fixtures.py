@@ -22,6 +22,7 @@ import requests
 
 from tests.browser import artifacts_dir
 from tests.conftest import NO_SOURCES, VENV_BIN, free_port, run_cli
+from tests.reliability_fixtures import cancel_orphaned_runs
 
 # The webserver's name for the one repository of the code location (workspace.yaml).
 REPOSITORY = {"repositoryLocationName": "refresh_assets", "repositoryName": "__repository__"}
@@ -99,6 +100,7 @@ def running_ui(log: Path, *options: str, env: dict[str, str] | None = None) -> I
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            cancel_orphaned_runs(env if env is not None else dict(os.environ))
 
 
 def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> None:

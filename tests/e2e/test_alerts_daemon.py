@@ -18,6 +18,7 @@ import pytest
 from refresh_assets.settings import PROJECT_DIR
 from tests.conftest import VENV_BIN
 from tests.integration.test_operator_alerts import open_breaker
+from tests.reliability_fixtures import cancel_orphaned_runs
 from tests.smtp_fixtures import Inbox, smtp_server
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,7 @@ def running_daemon(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)  # as a crash would: no clean shutdown
                 process.wait()
+            cancel_orphaned_runs(env)
 
 
 def wait_for_email(inbox: Inbox, naming: str, daemon: subprocess.Popen, log: Path) -> None:
