@@ -98,6 +98,8 @@ def _report_outcome(address, key: str, run_id: str) -> None:
     click.echo(f"{key}: refreshed ({row['overall_risk'] or 'not scored'} risk, fiscal cliff "
                f"{'FY' + str(int(row['cliff_year'])) if pd.notna(row['cliff_year']) else 'none'}"
                f"; report {row['report_path'] or '-'})")
+    click.echo("  marts.city_forecast, city_risk_scores and city_fiscal_health show it now; the "
+               "dbt tables and its export follow by automation within a minute or two")
 
 
 def _follow(instance, run_id: str) -> None:
