@@ -374,7 +374,7 @@ def inner_data(options: dict, out: dict) -> None:
 
     from benchmarks.bench_forecast_layer import load_warehouse
     from refresh_assets.definitions import defs
-    from refresh_assets.defs.dbt import warehouse_dbt_models
+    from refresh_assets.defs.dbt import AUTOMATED_MODELS
     from refresh_assets.defs.resources import SourceFilesResource
     from refresh_assets.lib.database import connect
     from refresh_assets.lib.run_tags import CITY as CITY_TAG
@@ -404,13 +404,11 @@ def inner_data(options: dict, out: dict) -> None:
             for i in range(2)]
         # The build automation launches after refreshes: the models under automation, over
         # every city in the warehouse (a city's run has no dbt step).
-        automated = [spec.key for spec in warehouse_dbt_models.specs
-                     if spec.automation_condition is not None]
         out["runs"]["dbt_build"] = [
             measured_run(instance, conn, out, f"dbt_build_{i}",
                          defs.resolve_implicit_global_asset_job_def(),
                          f"automation's dbt build, {filled['cities']:,} cities in the warehouse",
-                         asset_selection=automated)
+                         asset_selection=AUTOMATED_MODELS)
             for i in range(2)]
 
 

@@ -108,6 +108,12 @@ def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource)
     yield from _build(context, dbt, BUILD)
 
 
+# What the automation sensor's builds select after refreshes: the models with an automation
+# condition (the aggregates, snapshots and backtest run on their schedules).
+AUTOMATED_MODELS = [spec.key for spec in warehouse_dbt_models.specs
+                    if spec.automation_condition is not None]
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,

@@ -123,12 +123,10 @@ def refresh_once(job_name: str, tags: dict, results) -> None:
 def build_dbt_models(results) -> None:
     """The dbt build automation launches after refreshes: the models under automation."""
     from refresh_assets.definitions import defs
-    from refresh_assets.defs.dbt import warehouse_dbt_models
+    from refresh_assets.defs.dbt import AUTOMATED_MODELS, warehouse_dbt_models
 
-    automated = [spec.key for spec in warehouse_dbt_models.specs
-                 if spec.automation_condition is not None]
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize([warehouse_dbt_models], instance=instance, selection=automated,
+        result = dg.materialize([warehouse_dbt_models], instance=instance, selection=AUTOMATED_MODELS,
                                 resources=defs.resources, raise_on_error=False)
         results.put(("dbt", result.success, result.run_id))
 

@@ -80,12 +80,10 @@ class Operator:
     def build_marts(self) -> dg.ExecuteInProcessResult:
         """The dbt build the automation sensor launches after refreshes: the models under
         automation (the aggregates, snapshots and backtest are scheduled)."""
-        from refresh_assets.defs.dbt import warehouse_dbt_models
+        from refresh_assets.defs.dbt import AUTOMATED_MODELS, warehouse_dbt_models
 
-        automated = [spec.key for spec in warehouse_dbt_models.specs
-                     if spec.automation_condition is not None]
         return dg.materialize([warehouse_dbt_models], instance=self.instance,
-                              resources=self.defs.resources, selection=automated)
+                              resources=self.defs.resources, selection=AUTOMATED_MODELS)
 
 
 def outcome(address, run_id: str) -> tuple[str, str | None, str | None]:
