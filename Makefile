@@ -59,12 +59,23 @@ lint: install
 stop:
 	@if [ -x $(BIN)/refresh-assets ]; then $(BIN)/refresh-assets db stop; else echo "nothing installed; nothing to stop"; fi
 
+# The figures of benchmarks/RESULTS.md, each benchmark on a home of its own. bench_celery
+# needs redis-server (make test-deps). bench-long: the soak (15 minutes of edits, then the
+# queue's drain) and the scaling figures (up to 48,000 city partitions), on a quiet machine.
 bench: install
 	$(BIN)/python benchmarks/bench_scores.py
 	$(BIN)/python benchmarks/bench_entries.py
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_refresh.py
 	$(BIN)/python benchmarks/bench_sources.py
+	$(BIN)/python benchmarks/bench_forecast_layer.py
+	$(BIN)/python benchmarks/bench_latency.py
+	$(BIN)/python benchmarks/bench_celery.py
+
+.PHONY: bench-long
+bench-long: install
+	$(BIN)/python benchmarks/bench_soak.py
+	$(BIN)/python benchmarks/bench_scaling.py
 
 # A Celery worker for the main job's steps (docs/CELERY.md): Redis on this machine unless
 # REFRESH_CELERY_BROKER says otherwise; the runs need REFRESH_STEP_EXECUTOR=celery.

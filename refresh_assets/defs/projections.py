@@ -8,6 +8,7 @@ import pandas as pd
 from refresh_assets.defs.outcomes import column_schema, describe_cities, held_cities, record_failures
 from refresh_assets.defs.partitions import city_partitions
 from refresh_assets.defs.resources import CityLocksResource, SourceFilesResource, WarehouseResource
+from refresh_assets.defs.risk import RISK_SCORES
 from refresh_assets.defs.validation import VALIDATED_FISCAL_DATA
 from refresh_assets.lib import analytics_store
 from refresh_assets.lib.cities import city_key
@@ -53,7 +54,9 @@ def statewide_growth_medians(context: dg.AssetExecutionContext, warehouse: Wareh
     key=PROJECTIONS,
     group_name="projections",
     kinds={"python", "postgres"},
-    deps=[VALIDATED_FISCAL_DATA, STATEWIDE_MEDIANS],
+    # After the scores too: the step makes the run's scores current with its projection, so
+    # on an executor that runs steps in parallel (Celery, Kubernetes) they must be stored.
+    deps=[VALIDATED_FISCAL_DATA, STATEWIDE_MEDIANS, RISK_SCORES],
     partitions_def=city_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     check_specs=[dg.AssetCheckSpec(
