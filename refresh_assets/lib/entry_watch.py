@@ -46,7 +46,7 @@ class FileState:
 class EntryChanges:
     cursor: str
     changed_by_city: dict[str, list[str]] = field(default_factory=dict)
-    checksums: dict[str, str] = field(default_factory=dict)  # of the changed files
+    states: dict[str, FileState] = field(default_factory=dict)  # of the changed files
     contents: dict[str, bytes] = field(default_factory=dict)  # of the changed files, as read
     deleted: list[str] = field(default_factory=list)
     # Changed files whose folder is not a known city's key ("" for the entries folder itself).
@@ -67,8 +67,11 @@ class EntryChanges:
         return messages
 
     def fingerprint(self, city: str) -> str:
-        """Names one city's change: the same content never yields two runs."""
-        parts = [f"{p}={self.checksums[p]}" for p in sorted(self.changed_by_city[city])]
+        """Names one city's change: the same save never yields two runs (a tick whose cursor
+        was lost sees it again, with the same content and time), while a file saved back to
+        an earlier content (a revert) is a new save, with a new time, hence a new run."""
+        parts = [f"{p}={self.states[p].checksum}@{self.states[p].mtime_ns}"
+                 for p in sorted(self.changed_by_city[city])]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -110,7 +113,7 @@ def scan_entries(entries_dir: Path, cursor: str | None) -> EntryChanges:
             folder = relative.split("/", 1)[0] if "/" in relative else ""
             if folder and city_folder_problem(folder) is None:
                 changes.changed_by_city.setdefault(folder, []).append(relative)
-                changes.checksums[relative] = checksum
+                changes.states[relative] = now[relative]
                 changes.contents[relative] = content
             else:
                 changes.outside_city_folders.setdefault(folder, []).append(relative)

@@ -26,8 +26,20 @@ def test_new_changed_touched_and_deleted_files(tmp_path):
     assert edited.changed_by_city == {"vallejo": ["vallejo/2019.yaml"]}
     assert edited.fingerprint("vallejo") != first.fingerprint("vallejo")
 
+    # The same change seen again (a tick whose cursor was lost): the same run.
+    assert scan_entries(tmp_path, touched.cursor).fingerprint("vallejo") == edited.fingerprint("vallejo")
+
+    # Saved back to the first content: a new save, hence a new run, though the content was
+    # seen before.
+    path.write_text("a: 1\n")
+    os.utime(path, ns=(2, 2))
+    reverted = scan_entries(tmp_path, edited.cursor)
+    assert reverted.changed_by_city == {"vallejo": ["vallejo/2019.yaml"]}
+    assert reverted.fingerprint("vallejo") not in {first.fingerprint("vallejo"),
+                                                   edited.fingerprint("vallejo")}
+
     (tmp_path / "benicia" / "2019.yaml").unlink()
-    deleted = scan_entries(tmp_path, edited.cursor)
+    deleted = scan_entries(tmp_path, reverted.cursor)
     assert deleted.deleted == ["benicia/2019.yaml"]
     assert deleted.changed_by_city == {}
 
