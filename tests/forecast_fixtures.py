@@ -19,12 +19,13 @@ METHOD = "forecast-test"
 
 def dbt_build(target: Path, *select: str, dbt_vars: dict | None = None,
               env: dict[str, str] | None = None, check: bool = True,
-              debug: bool = False) -> subprocess.CompletedProcess[str]:
-    """`dbt build` as the assets run it (unit tests excluded), into its own target folder."""
+              debug: bool = False, data_tests: bool = True) -> subprocess.CompletedProcess[str]:
+    """`dbt build` as the assets run it (unit tests excluded), into its own target folder;
+    without data tests if not `data_tests` (those between models of the selection and others)."""
     args = [str(VENV_BIN / "dbt"), "build", "--project-dir", str(DBT_PROJECT_DIR),
             "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
             "--log-path", str(target / "logs"), "--no-use-colors",
-            "--exclude-resource-type", "unit_test"]
+            "--exclude-resource-type", "unit_test", *([] if data_tests else ["test"])]
     if debug:
         args.append("--debug")
     if select:

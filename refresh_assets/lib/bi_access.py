@@ -10,6 +10,8 @@ updates the password and re-applies the grants.
   grant have given any).
 - The Dagster database: no CONNECT (revoked from PUBLIC too: by default every role may
   connect to every database).
+- Its sessions end after IDLE_IN_TRANSACTION_TIMEOUT idle in a transaction: such a session
+  keeps its read locks, which dbt's rebuild of a mart waits for (REFRESH_DBT_LOCK_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DEFAULT_ROLE = "bi_reader"
 READABLE_SCHEMA = "marts"
 CLOSED_SCHEMAS = ("raw", "analytics", "ops", "staging", "intermediate")
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDLE_IN_TRANSACTION_TIMEOUT = "5min"
 
 
 class BiAccessError(ValueError):
@@ -46,6 +49,8 @@ def grant_bi_reader(address: ServerAddress, password: str, role: str = DEFAULT_R
             verb = "create" if created else "alter"
             cur.execute(sql.SQL(verb + " role {} login nosuperuser nocreatedb nocreaterole "
                                 "noinherit password %s").format(name), (password,))
+            cur.execute(sql.SQL("alter role {} set idle_in_transaction_session_timeout = %s")
+                        .format(name), (IDLE_IN_TRANSACTION_TIMEOUT,))
             cur.execute(sql.SQL("grant connect on database {} to {}").format(
                 sql.Identifier(address.warehouse_db), name))
             for schema in CLOSED_SCHEMAS:

@@ -6,6 +6,7 @@ import psycopg2
 import pytest
 from psycopg2 import errors
 
+from refresh_assets.lib.bi_access import IDLE_IN_TRANSACTION_TIMEOUT
 from refresh_assets.lib.database import connect
 from tests.conftest import run_cli
 
@@ -49,6 +50,9 @@ def test_bi_reader_reads_marts_present_and_future_and_nothing_else(warehouse):
     with as_bi(warehouse) as conn, conn.cursor() as cur:
         cur.execute("select n from marts.bi_before union all select n from marts.bi_after order by 1")
         assert cur.fetchall() == [(1,), (2,)]
+        # A session left idle in a transaction is ended, and its read locks with it.
+        cur.execute("show idle_in_transaction_session_timeout")
+        assert cur.fetchone() == (IDLE_IN_TRANSACTION_TIMEOUT,)
     for table in ("raw.fiscal_entries", "ops.refresh_operations", "analytics.risk_scores"):
         with as_bi(warehouse) as conn, conn.cursor() as cur, pytest.raises(
                 errors.InsufficientPrivilege, match=r"permission denied for schema"):
