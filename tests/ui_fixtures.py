@@ -126,19 +126,13 @@ def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> None:
 
 @contextmanager
 def ui_page(browser, width: int = 1400, height: int = 1000) -> Iterator:
-    """A page of its own browser context (a first visit), closed at the end. Dagster's
-    first-visit dialog ("Join the Dagster community", shown until someone skips it on this
-    instance) is skipped whenever it comes up. It can come up over another dialog (the launch
-    dialog), whose layer then takes the pointer: the click is dispatched to the button itself."""
+    """A page of its own browser context (a first visit), closed at the end."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=PAGE_TIMEOUT_MS)
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     page = context.new_page()
-    page.add_locator_handler(
-        page.get_by_role("dialog").filter(has_text="Join the Dagster community"),
-        lambda: page.get_by_role("button", name="Skip").dispatch_event("click"))
     try:
         yield page
     finally:

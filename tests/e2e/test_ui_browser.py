@@ -66,6 +66,8 @@ def test_the_code_location_is_loaded_without_errors(ui, page):
     expect(page.get_by_text("Failed", exact=True)).to_have_count(0)
     expect(page.get_by_text("failed to load")).to_have_count(0)
     screenshot(page, "01_code_location")
+    # No first-visit dialog comes up over the operators' own (dagster.yaml, nux).
+    assert graphql(url, "{ shouldShowNux }") == {"shouldShowNux": False}
 
 
 def test_a_city_launched_from_the_ui_succeeds_and_its_report_is_reached(ui, page):
