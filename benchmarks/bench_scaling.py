@@ -773,8 +773,10 @@ def report(figures: dict) -> None:
     if data:
         print(f"\n== warehouse of {data['fill']['cities']:,} cities (filled in "
               f"{data['fill']['seconds']:.0f} s) ==")
-        for i, run in enumerate(data.get("runs", {}).get("city", [])):
-            print_run(run, data.get("connections", {}).get(f"city_data_{i}"))
+        runs = data.get("runs", {})
+        for name, run in [(f"city_data_{i}", r) for i, r in enumerate(runs.get("city", []))] + [
+                (f"dbt_build_{i}", r) for i, r in enumerate(runs.get("dbt_build", []))]:
+            print_run(run, data.get("connections", {}).get(name))
 
 
 def main() -> None:
