@@ -50,15 +50,12 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from benchmarks.bench_latency import MARTS, daemon_home, database_url, edit  # noqa: E402
-from tests.reliability_fixtures import unfinished_runs  # noqa: E402
+from tests.reliability_fixtures import UNFINISHED, unfinished_runs  # noqa: E402
 
 YEAR = 2020  # the year bench_latency.edit changes
 SAMPLE_SECONDS = 10  # memory
 POLL_SECONDS = 5  # the marts
 MB = 1024 * 1024
-UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-              dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-              dg.DagsterRunStatus.CANCELING]
 
 
 # -- memory -----------------------------------------------------------------------------------
